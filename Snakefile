@@ -15,6 +15,10 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/chapter3.smk"
+include: "workflow/rules/chapter4.smk"
+include: "workflow/rules/chapter5.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

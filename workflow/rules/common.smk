@@ -16,6 +16,9 @@ if abs(_split["train"] + _split["test"] + _split["val"] - 1.0) > 1e-9:
     )
 
 DATA_DIR = config["data_dir"]
+# One software environment for every rule (used with --use-conda): environment.yml installs this
+# package, and pyproject.toml is the one list of dependencies. Relative to workflow/rules/.
+CONDA_ENV = "../../environment.yml"
 DATASETS = ["iris", "wine", "spambase", "mnist", "cifar10"]
 
 # Every rule file appends the final artifacts it owns; `rule all` requests them.
@@ -29,3 +32,10 @@ def job_settings(**extra):
     config value reruns only the jobs that value feeds.
     """
     return {"seed": config["seed"], "device": config["device"], **extra}
+
+
+def dataset_raw_files(dataset):
+    """Raw files of a dataset under data_dir: what its fetch rule produces (none for Iris/Wine)."""
+    from advbounds.data import raw_files
+
+    return [f"{DATA_DIR}/{path}" for path in raw_files(dataset)]
