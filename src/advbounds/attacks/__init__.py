@@ -1,0 +1,45 @@
+"""The empirical side of the thesis: adversarial perturbations to compare the bounds against.
+
+- :func:`minimal_epsilon_search`: Algorithm 2.1 (FGS, eq. 2.8) and the same search for FGV
+  (eq. 2.10), batched: every sample keeps its own bracket, one forward pass per step per chunk.
+- :func:`exact_minimal_perturbation_linear`: exact minimal L2 perturbation of a linear classifier
+  (Lemma 3.1 in closed form; a least-distance QP per target class otherwise).
+- :func:`iterative_perturbation`: Section 2.7 / Figure 2.5.
+- :mod:`.reference`: the naive per-sample loop the batched search is checked and timed against.
+
+The choices the thesis leaves open, and their defaults, are documented in ``docs/attacks.md``.
+"""
+
+from .direction import attack_direction, loss_logit_weights, perturb, perturbation_norm
+from .iterative import IterativeResult, iterative_perturbation
+from .linear import ExactResult, binary_minimal_perturbation, exact_minimal_perturbation_linear, min_norm_polyhedron
+from .reference import naive_minimal_epsilon, naive_minimal_epsilon_search
+from .search import (
+    DEFAULT_BATCH_SIZE,
+    SEARCH_POLICIES,
+    THESIS_EPS_MAX_PIXELS,
+    AttackResult,
+    bisection_steps,
+    minimal_epsilon_search,
+)
+
+__all__ = [
+    "AttackResult",
+    "DEFAULT_BATCH_SIZE",
+    "ExactResult",
+    "IterativeResult",
+    "SEARCH_POLICIES",
+    "THESIS_EPS_MAX_PIXELS",
+    "attack_direction",
+    "binary_minimal_perturbation",
+    "bisection_steps",
+    "exact_minimal_perturbation_linear",
+    "iterative_perturbation",
+    "loss_logit_weights",
+    "min_norm_polyhedron",
+    "minimal_epsilon_search",
+    "naive_minimal_epsilon",
+    "naive_minimal_epsilon_search",
+    "perturb",
+    "perturbation_norm",
+]

@@ -1,0 +1,166 @@
+"""Naive per-sample Algorithm 2.1: the literal loop, one sample and one forward pass at a time.
+
+This is the reference the batched search is tested against and the baseline of
+``benchmarks/bench_attacks.py``. It shares the direction and perturbation helpers with the batched
+code (so both evaluate the model at bit-identical inputs) but keeps its bracket in Python floats and
+branches per sample exactly as Algorithm 2.1 is written. It is slow on purpose; do not use it for
+experiments.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .direction import (
+    attack_direction,
+    eval_mode,
+    fp32_precision,
+    model_device_dtype,
+    perturb,
+    perturbation_norm,
+    prepare_model,
+    validate_clip,
+)
+from .search import AttackResult, bisection_steps, grid_points_eps, validate_search_args
+
+
+def naive_minimal_epsilon(
+    model: nn.Module,
+    x1: torch.Tensor,
+    *,
+    method: str = "fgs",
+    eps_max: float,
+    tol: float,
+    clip: tuple[float, float] | None = None,
+    loss_label: str = "predicted",
+    label: torch.Tensor | None = None,
+    search: str = "bisection",
+    grid_points: int = 100,
+    fgv_normalize: bool = False,
+) -> dict:
+    """Algorithm 2.1 for one input ``x1`` of shape ``[1, ...]`` (already on the model's device/dtype).
+
+    Returns a dict with the fields of :class:`AttackResult` as Python scalars.
+    """
+    clip = validate_clip(clip)
+    dtype = x1.dtype
+    logits, direction = attack_direction(
+        model, x1, method=method, loss_label=loss_label, labels=label, fgv_normalize=fgv_normalize
+    )
+    orig = int(logits.argmax(dim=1).item())
+    x64 = x1.to(torch.float64)
+
+    def label_at(eps: float) -> int:
+        with torch.inference_mode():
+            e = torch.tensor([eps], dtype=torch.float64, device=x1.device)
+            return int(model(perturb(x64, direction, e, clip, dtype)).argmax(dim=1).item())
+
+    max_noflip, min_flip = 0.0, math.inf
+
+    def record(eps: float, flips: bool) -> None:
+        nonlocal max_noflip, min_flip
+        if flips:
+            min_flip = min(min_flip, eps)
+        else:
+            max_noflip = max(max_noflip, eps)
+
+    label_max = label_at(eps_max)
+    flips_max = label_max != orig
+    record(eps_max, flips_max)
+
+    if search == "bisection":
+        lo, hi, hi_flips, adv = 0.0, eps_max, flips_max, label_max
+        steps = bisection_steps(eps_max, tol)
+    else:
+        grid = grid_points_eps(eps_max, grid_points)
+        lo, hi, hi_flips, adv = eps_max, eps_max, False, orig
+        for k in range(1, grid_points + 1):
+            lab = label_max if k == grid_points else label_at(grid[k])
+            record(grid[k], lab != orig)
+            if lab != orig:
+                lo, hi, hi_flips, adv = grid[k - 1], grid[k], True, lab
+                break
+        steps = bisection_steps(eps_max / grid_points, tol) if hi_flips else 0
+
+    # Algorithm 2.1: eps <- l + (u - l)/2; if f(x) = f(x + eps s) then l <- eps else u <- eps.
+    for _ in range(steps):
+        mid = lo + (hi - lo) / 2.0
+        lab = label_at(mid)
+        record(mid, lab != orig)
+        if lab == orig:
+            lo = mid
+        else:
+            hi, hi_flips, adv = mid, True, lab
+
+    hi_t = torch.tensor([hi], dtype=torch.float64, device=x1.device)
+    return {
+        "eps": hi if hi_flips else math.nan,
+        "eps_lower": lo,
+        "perturbation_norm": float(perturbation_norm(x64, direction, hi_t, clip)) if hi_flips else math.nan,
+        "orig_label": orig,
+        "adv_label": adv if hi_flips else orig,
+        "flipped": bool(hi_flips),
+        "flips_at_eps_max": bool(flips_max),
+        "consistent": max_noflip < min_flip,
+        "direction_norm": float(direction.flatten(1).norm(dim=1)),
+    }
+
+
+def naive_minimal_epsilon_search(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    method: str = "fgs",
+    eps_max: float,
+    tol: float,
+    clip: tuple[float, float] | None = None,
+    loss_label: str = "predicted",
+    labels: torch.Tensor | None = None,
+    search: str = "bisection",
+    grid_points: int = 100,
+    fgv_normalize: bool = False,
+    channels_last: bool | None = None,
+    allow_tf32: bool = False,
+    progress: bool = False,
+) -> AttackResult:
+    """:func:`naive_minimal_epsilon` for every row of ``x``, one at a time; same result type as the
+    batched :func:`~advbounds.attacks.minimal_epsilon_search` (``channels_last`` and ``allow_tf32``
+    as there, so that a comparison isolates the effect of batching)."""
+    validate_search_args(method, float(eps_max), float(tol), search, grid_points)
+    if loss_label == "true" and labels is None:
+        raise ValueError('loss_label="true" needs the true labels (labels=...)')
+    device, dtype = model_device_dtype(model, x)
+    work_model, memory_format = prepare_model(model, x, channels_last)
+    rows = []
+    with eval_mode(work_model), fp32_precision(allow_tf32):
+        for i in tqdm(range(x.shape[0]), disable=not progress, desc=f"naive {method}"):
+            rows.append(
+                naive_minimal_epsilon(
+                    work_model,
+                    x[i : i + 1].to(device=device, dtype=dtype).contiguous(memory_format=memory_format),
+                    method=method,
+                    eps_max=float(eps_max), tol=float(tol), clip=clip, loss_label=loss_label,
+                    label=None if labels is None else labels[i : i + 1].to(device),
+                    search=search, grid_points=int(grid_points), fgv_normalize=fgv_normalize,
+                )
+            )
+    out_device = x.device
+
+    def column(name, dtype_):
+        return torch.tensor([r[name] for r in rows], dtype=dtype_, device=out_device)
+
+    return AttackResult(
+        eps=column("eps", torch.float64),
+        eps_lower=column("eps_lower", torch.float64),
+        perturbation_norm=column("perturbation_norm", torch.float64),
+        orig_label=column("orig_label", torch.int64),
+        adv_label=column("adv_label", torch.int64),
+        flipped=column("flipped", torch.bool),
+        flips_at_eps_max=column("flips_at_eps_max", torch.bool),
+        consistent=column("consistent", torch.bool),
+        direction_norm=column("direction_norm", torch.float64),
+    )
