@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -10,26 +11,41 @@ class DataError(RuntimeError):
 
 
 class DatasetUnavailableError(DataError):
-    """A raw file is missing and the run is offline (or the download failed)."""
+    """Raw files are missing and may not be downloaded (offline or synthetic run), or every mirror failed.
 
-    def __init__(self, dataset: str, url: str, path: Path, reason: str = "the run is offline") -> None:
-        self.dataset, self.url, self.path = dataset, url, Path(path)
-        super().__init__(
-            f"{dataset}: raw file {self.path.name} is missing and {reason}. Download it from\n"
-            f"    {url}\n"
-            f"and put it at\n"
-            f"    {self.path.resolve()}\n"
-            f"(or run online, with config offline: false, to download it automatically)."
-        )
+    ``missing`` lists ``(urls, path)`` for each missing file. The message names the dataset, every URL
+    the file can be downloaded from and the exact (absolute) path where it has to be put.
+    ``url`` and ``path`` are those of the first missing file.
+    """
+
+    def __init__(self, dataset: str, missing: Sequence[tuple[Sequence[str], Path]],
+                 reason: str = "the run is offline (config offline: true)", advice: str | None = None) -> None:
+        if not missing:
+            raise ValueError("DatasetUnavailableError needs at least one missing file")
+        self.dataset = dataset
+        self.missing = [(tuple(urls), Path(path).resolve()) for urls, path in missing]
+        self.url, self.path = self.missing[0][0][0], self.missing[0][1]
+        lines = [f"dataset {dataset!r}: {len(self.missing)} raw file(s) missing and {reason}."]
+        for urls, path in self.missing:
+            lines.append(f"  - {path.name}: download it from")
+            lines.extend(f"        {url}" for url in urls)
+            lines.append(f"    and put it at\n        {path}")
+        lines.append(advice if advice is not None else
+                     "Or run online (config offline: false) to download and verify it automatically.")
+        super().__init__("\n".join(lines))
 
 
 class ChecksumError(DataError):
-    """A raw file does not match its published checksum: corrupt, truncated or not the official file."""
+    """A raw file does not match its published checksum: corrupt, truncated or not the official file.
 
-    def __init__(self, path: Path, expected: str, actual: str, hint: str = "") -> None:
+    The file is never used. ``path``, ``expected`` and ``actual`` are kept as attributes.
+    """
+
+    def __init__(self, path: Path, expected: str, actual: str, hint: str = "", algorithm: str = "md5",
+                 advice: str = "Delete it and download it again.") -> None:
         self.path, self.expected, self.actual = Path(path), expected, actual
         super().__init__(
-            f"checksum mismatch for {self.path}: expected md5 {expected}, got {actual}. "
+            f"checksum mismatch for {self.path}: expected {algorithm} {expected}, got {actual}. "
             f"The file is corrupt, truncated or not the official one; it was not used. "
-            f"Delete it and download it again.{(' ' + hint) if hint else ''}"
+            f"{advice}{(' ' + hint) if hint else ''}"
         )

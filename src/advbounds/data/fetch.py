@@ -1,9 +1,18 @@
 """Getting raw files into ``<data_dir>/<dataset>/`` and proving they are the right ones.
 
-A raw file already in place (downloaded earlier, or pre-staged by hand for an offline run) is
-verified and used without any network access. A missing file is downloaded when the run is online,
-into a temporary folder, verified, and only then moved into place; offline it fails at once with
-the URL and the exact path where the file should go. A file that fails its checksum is never used.
+* A raw file already in place (downloaded earlier, or pre-staged by hand for an offline run) is
+  verified and used without any network access.
+* A missing file is downloaded when the run is online, with torchvision's ``download_url`` (which
+  checks the md5 itself), into a temporary folder next to its destination; it is verified again
+  and only then renamed into place. An interrupted or failed download leaves nothing behind.
+* Offline (or in a synthetic run) a missing file fails at once with
+  :class:`DatasetUnavailableError`, which lists every missing file with its URLs and exact path.
+* A file that fails its checksum raises :class:`ChecksumError` and is never used. We never delete
+  or overwrite a file a user put there; the message says to delete it.
+* ``allow_partial`` (config ``datasets.allow_partial_mnist_train``) is the one, opt-in, exception:
+  MNIST *training* files whose md5 is not the official one are accepted if they are two
+  well-formed gzipped IDX files (images 28x28) whose headers agree with each other and with their
+  payload sizes. A loud warning is logged and the prepared file's ``meta`` says ``partial: true``.
 """
 
 from __future__ import annotations
@@ -14,89 +23,134 @@ import os
 import shutil
 import struct
 import tempfile
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from advbounds.data.checksums import md5_of, read_manifest
-from advbounds.data.errors import ChecksumError, DataError, DatasetUnavailableError
+from advbounds.data.errors import ChecksumError, DatasetUnavailableError
 from advbounds.data.specs import MNIST_TRAIN_FILES, RawFile, get_spec
+from advbounds.io import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
 
-_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049
+IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC = 2051, 2049  # 0x00000803 (uint8, 3 dims), 0x00000801 (uint8, 1 dim)
+MNIST_TRAIN_SIZE = 60000
 
 
 def fetch_raw(name: str, data_dir: str | os.PathLike, offline: bool, *, synthetic: bool = False,
               allow_partial: bool = False) -> dict[str, dict]:
     """Make sure every raw file of ``name`` is present and verified; return what was verified.
 
-    ``synthetic`` accepts the stand-in files listed in the dataset folder's synthetic manifest
-    (smoke runs only); ``allow_partial`` accepts a shortened but well-formed MNIST training set.
+    Returns ``{relpath: {"md5": ..., "origin": "official" | "synthetic" | "partial", ...}}`` (empty
+    for the bundled Iris and Wine). ``synthetic`` verifies against the dataset folder's synthetic
+    manifest instead of the official md5s and never downloads; ``allow_partial`` accepts a shortened
+    but well-formed MNIST training set (see the module docstring).
     """
     spec = get_spec(name)
     dataset_dir = Path(data_dir) / name
+    missing = [raw for raw in spec.raw_files if not (dataset_dir / raw.relpath).is_file()]
+    if missing and (offline or synthetic):
+        if synthetic:
+            reason = "this is a synthetic run (synthetic: true), which never downloads"
+            advice = (f"Write the stand-ins first with advbounds.data.write_synthetic({name!r}, {str(data_dir)!r}, "
+                      f"seed) or `python -m advbounds.data synthetic {name} --data-dir {data_dir}`.")
+        else:
+            reason, advice = "the run is offline (config offline: true)", None
+        raise DatasetUnavailableError(name, [(raw.urls, dataset_dir / raw.relpath) for raw in missing],
+                                      reason, advice)
     verified: dict[str, dict] = {}
+    # Files already present are verified before anything is downloaded, so a corrupt pre-staged
+    # file fails fast instead of after a long download.
     for raw in spec.raw_files:
-        path = dataset_dir / raw.relpath
-        if not path.exists():
-            if offline or synthetic:
-                reason = "the run is offline" if offline else "synthetic runs never download"
-                raise DatasetUnavailableError(name, raw.urls[0], path, reason)
-            _download(name, raw, path)
+        if raw not in missing:
+            verified[raw.relpath] = verify_raw_file(name, raw, dataset_dir, synthetic=synthetic,
+                                                    allow_partial=allow_partial)
+    for raw in missing:
+        _download(name, raw, dataset_dir / raw.relpath)
         verified[raw.relpath] = verify_raw_file(name, raw, dataset_dir, synthetic=synthetic,
                                                 allow_partial=allow_partial)
-    return verified
+    return {raw.relpath: verified[raw.relpath] for raw in spec.raw_files}
 
 
 def verify_raw_file(name: str, raw: RawFile, dataset_dir: Path, *, synthetic: bool = False,
                     allow_partial: bool = False) -> dict:
     """Check one raw file against its checksum; raise :class:`ChecksumError` when it fails."""
     path = Path(dataset_dir) / raw.relpath
-    expected = raw.md5
-    origin = "official"
+    expected, origin = raw.md5, "official"
     if synthetic:
         manifest = read_manifest(dataset_dir)
         if raw.relpath not in manifest:
-            raise ChecksumError(path, "(listed in the synthetic manifest)", "not listed",
-                                "Synthetic runs accept only files written by the synthetic writer.")
+            raise ChecksumError(path, "(an md5 listed in the synthetic manifest)", "not listed",
+                                "Synthetic runs accept only files written by advbounds.data.write_synthetic.")
         expected, origin = manifest[raw.relpath], "synthetic"
     actual = md5_of(path, normalize_newlines=raw.normalize_newlines)
     if actual == expected:
         return {"md5": actual, "origin": origin}
     if allow_partial and not synthetic and raw.relpath in MNIST_TRAIN_FILES:
-        count = _check_partial_mnist(dataset_dir)
-        log.warning("%s: %s does not match the official md5 but is a well-formed MNIST file with %d "
-                    "samples; using it because allow_partial_mnist_train is true. Results are NOT "
-                    "those of the full training set.", name, raw.relpath, count)
+        try:
+            count = check_partial_mnist(dataset_dir)
+        except ValueError as exc:
+            raise ChecksumError(path, expected, actual,
+                                f"allow_partial_mnist_train is true, but this is not a usable partial "
+                                f"training set either: {exc}") from exc
+        log.warning(
+            "\n" + "!" * 78 + "\n"
+            "%s: %s is NOT the official file (md5 %s, official %s). It is a well-formed MNIST file\n"
+            "with %d training samples and is used ONLY because allow_partial_mnist_train is true.\n"
+            "Results trained on it are not those of the full 60,000-image training set.\n" + "!" * 78,
+            name, raw.relpath, actual, expected, count)
         return {"md5": actual, "origin": "partial", "official_md5": expected, "samples": count}
     hint = ""
-    if raw.relpath in MNIST_TRAIN_FILES:
+    if raw.relpath in MNIST_TRAIN_FILES and not synthetic:
         hint = "A deliberately shortened MNIST training set needs datasets.allow_partial_mnist_train: true."
     raise ChecksumError(path, expected, actual, hint)
 
 
 def _download(name: str, raw: RawFile, path: Path) -> None:
-    """Download into a temporary folder, verify, then move into place: never a half file."""
-    from torchvision.datasets.utils import download_url
-
+    """Try each mirror: download into a temporary folder, verify, then rename into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
+    failures: list[tuple[str, Exception]] = []
     for url in raw.urls:
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as tmp:
-            try:
-                log.info("downloading %s", url)
-                download_url(url, root=tmp, filename=path.name, md5=None)
-            except Exception as exc:  # noqa: BLE001 - try the next mirror, report all at the end
-                errors.append(f"{url}: {exc}")
-                continue
-            tmp_file = Path(tmp) / path.name
-            actual = md5_of(tmp_file, normalize_newlines=raw.normalize_newlines)
-            if actual != raw.md5:
-                errors.append(f"{url}: downloaded file has md5 {actual}, expected {raw.md5}")
-                continue
-            os.replace(tmp_file, path)
+        try:
+            with atomic_path(path) as target, \
+                    tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.download-") as tmp:
+                fetched = Path(tmp) / path.name
+                log.info("%s: downloading %s", name, url)
+                try:
+                    # torchvision checks the md5 itself (not for Spambase, whose md5 is of normalized text)
+                    retrieve(url, fetched, md5=None if raw.normalize_newlines else raw.md5)
+                except RuntimeError:
+                    if not fetched.is_file():  # torchvision's "corrupted" error leaves the file: verify below
+                        raise
+                actual = md5_of(fetched, normalize_newlines=raw.normalize_newlines)
+                if actual != raw.md5:
+                    raise ChecksumError(path, raw.md5, actual, advice=f"The download from {url} was "
+                                        "discarded; nothing was saved.")
+                os.replace(fetched, target)
+            log.info("%s: %s verified (md5 %s) and saved to %s", name, raw.relpath, raw.md5, path)
             return
-    raise DatasetUnavailableError(name, raw.urls[0], path,
-                                  "the download failed:\n    " + "\n    ".join(errors))
+        except Exception as exc:  # noqa: BLE001 - try the next mirror, report all of them at the end
+            log.warning("%s: %s failed: %s", name, url, exc)
+            failures.append((url, exc))
+    checksum_failures = [exc for _, exc in failures if isinstance(exc, ChecksumError)]
+    if len(checksum_failures) == len(failures):
+        raise checksum_failures[-1]
+    details = "\n        ".join(f"{url}: {type(exc).__name__}: {exc}" for url, exc in failures)
+    raise DatasetUnavailableError(name, [(raw.urls, path)], f"downloading it failed:\n        {details}\n",
+                                  "Check the network, or download the file by hand and put it at the path above.")
+
+
+def retrieve(url: str, dest: Path, md5: str | None = None) -> None:
+    """Fetch ``url`` to ``dest``. ``file://`` URLs (a local mirror) are copied; anything else goes
+    through ``torchvision.datasets.utils.download_url``, which also checks ``md5`` when given."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        shutil.copyfile(urllib.request.url2pathname(parsed.path), dest)
+        return
+    import torchvision.datasets.utils as tv_utils
+
+    tv_utils.download_url(url, root=str(dest.parent), filename=dest.name, md5=md5)
 
 
 def read_idx_header(path: Path) -> tuple[int, tuple[int, ...]]:
@@ -108,23 +162,30 @@ def read_idx_header(path: Path) -> tuple[int, tuple[int, ...]]:
     return magic, dims
 
 
-def _check_partial_mnist(dataset_dir: Path) -> int:
-    """A shortened MNIST training set must still be two well-formed IDX files of equal length."""
+def check_partial_mnist(dataset_dir: Path) -> int:
+    """Number of samples of a shortened MNIST training set; ``ValueError`` unless it is well formed.
+
+    Well formed: both files are complete gzip streams, the IDX magic numbers are those of uint8
+    images (3 dims) and labels (1 dim), images are 28x28, both headers give the same count
+    ``0 < n <= 60000``, and each payload is exactly as long as its header says.
+    """
     images, labels = (Path(dataset_dir) / rel for rel in MNIST_TRAIN_FILES)
-    if not (images.exists() and labels.exists()):
-        raise DataError("a partial MNIST training set needs both the image and the label file")
+    if not (images.is_file() and labels.is_file()):
+        raise ValueError("a partial MNIST training set needs both the image and the label file")
     try:
         img_magic, img_dims = read_idx_header(images)
         lab_magic, lab_dims = read_idx_header(labels)
         sizes = [_gunzipped_size(images), _gunzipped_size(labels)]
-    except (OSError, EOFError, struct.error) as exc:
-        raise DataError(f"partial MNIST training files are not valid gzipped IDX files: {exc}") from exc
-    if img_magic != _IDX_IMAGES_MAGIC or lab_magic != _IDX_LABELS_MAGIC or img_dims[1:] != (28, 28):
-        raise DataError(f"partial MNIST training files have wrong IDX headers: {img_dims}, {lab_dims}")
+    except (OSError, EOFError, struct.error, gzip.BadGzipFile) as exc:
+        raise ValueError(f"not complete gzipped IDX files ({type(exc).__name__}: {exc})") from exc
+    if img_magic != IDX_IMAGES_MAGIC or lab_magic != IDX_LABELS_MAGIC or tuple(img_dims[1:]) != (28, 28):
+        raise ValueError(f"wrong IDX headers: magic {img_magic}/{lab_magic}, dims {img_dims}/{lab_dims}")
     count = img_dims[0]
-    if lab_dims[0] != count or sizes != [16 + count * 784, 8 + count]:
-        raise DataError(f"partial MNIST training files are inconsistent or truncated: header says {count} "
-                        f"images and {lab_dims[0]} labels, payload sizes {sizes}")
+    if not 0 < count <= MNIST_TRAIN_SIZE or lab_dims[0] != count:
+        raise ValueError(f"headers say {count} images and {lab_dims[0]} labels")
+    if sizes != [16 + count * 784, 8 + count]:
+        raise ValueError(f"truncated or padded: headers say {count} samples, payload sizes are {sizes} bytes, "
+                         f"expected {[16 + count * 784, 8 + count]}")
     return count
 
 
@@ -137,5 +198,5 @@ def _gunzipped_size(path: Path) -> int:
 
 
 def extract_gz(src: Path, dst: Path) -> None:
-    with gzip.open(src, "rb") as fin, open(dst, "wb") as fout:
+    with gzip.open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
         shutil.copyfileobj(fin, fout)

@@ -1,8 +1,18 @@
 """Where each dataset comes from, which raw files it needs and their published checksums.
 
-MNIST and CIFAR-10 take their URLs and md5 sums from torchvision's dataset classes, so that the
-numbers are the ones torchvision publishes and verifies. Spambase comes from the UCI archive.
-Iris and Wine are bundled with scikit-learn and need no raw file.
+On-disk layout under ``data_dir`` (config ``data_dir``; ``resources/`` for the thesis run)::
+
+    mnist/MNIST/raw/train-images-idx3-ubyte.gz    # torchvision's raw layout, the four official
+    mnist/MNIST/raw/train-labels-idx1-ubyte.gz    # gzipped IDX files exactly as downloaded
+    mnist/MNIST/raw/t10k-images-idx3-ubyte.gz
+    mnist/MNIST/raw/t10k-labels-idx1-ubyte.gz
+    cifar10/cifar-10-python.tar.gz                # the official archive (torchvision's file name)
+    spambase/spambase.data                        # UCI, CRLF (official) or LF line endings
+    <dataset>/SYNTHETIC_CHECKSUMS.json            # only in synthetic (smoke) data folders
+
+Iris and Wine are bundled with scikit-learn and need no file. MNIST and CIFAR-10 take their URLs
+and md5 sums from torchvision's dataset classes, so the numbers are the ones torchvision publishes
+and verifies itself. Spambase comes from the UCI archive (see ``SPAMBASE_MD5_NORMALIZED``).
 """
 
 from __future__ import annotations
@@ -12,19 +22,38 @@ from dataclasses import dataclass, field
 from torchvision.datasets import CIFAR10, MNIST
 
 SPAMBASE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/spambase/spambase.data"
-# The official spambase.data uses CRLF line endings. We hash it with CRLF read as LF, so the
-# official download and an LF copy of it (same values) both verify; any changed value does not.
-SPAMBASE_MD5_LF = "cc4b58cc4011ccc4526e31d9b483ace9"
+
+# Spambase checksum. UCI publishes no checksum for spambase.data, so none can be copied from the
+# source. What we know:
+#   * the official file has CRLF line endings and is 702,942 bytes (a public listing of the unzipped
+#     UCI download shows that size);
+#   * the LF copy that stands in for it on our offline machines is 698,341 bytes, 4,601 lines, each
+#     ending in "\n", with the same values; 698,341 + 4,601 (one CR per line) = 702,942.
+# So the official file is, byte for byte, that copy with every "\n" turned into "\r\n"; its digests
+# would be sha256 d6970eaac08fc85cedc3f0d738f08539d6d0160b26cb5a490aa161d4b76dd629 and md5
+# 7459fd63f2b4961fbeedf7f83ef41c3b. These are DERIVED, not published, and unconfirmed against a
+# fresh download. We therefore verify the file's content with its line endings normalized (every
+# CRLF read as LF), which the official file and an LF copy of it share:
+SPAMBASE_MD5_NORMALIZED = "cc4b58cc4011ccc4526e31d9b483ace9"  # md5 of the LF content (= LF copy's md5)
+# and, independently of any digest, its structure (Section 4.3.2; UCI spambase.names):
+SPAMBASE_ROWS, SPAMBASE_COLUMNS, SPAMBASE_SPAM = 4601, 58, 1813  # 57 features + the 0/1 spam label
+# Backwards-compatible alias
+SPAMBASE_MD5_LF = SPAMBASE_MD5_NORMALIZED
 
 
 @dataclass(frozen=True)
 class RawFile:
-    """One raw file: its path relative to ``<data_dir>/<dataset>/``, its URLs and md5."""
+    """One raw file: its path relative to ``<data_dir>/<dataset>/``, its mirrors and md5.
+
+    ``normalize_newlines``: the md5 is of the content with CRLF read as LF (Spambase).
+    ``members``: for an archive, ``(member path, md5)`` of the files inside it that are used.
+    """
 
     relpath: str
     urls: tuple[str, ...]
     md5: str
     normalize_newlines: bool = False
+    members: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -34,6 +63,8 @@ class DatasetSpec:
     source: str  # human-readable origin, recorded in the prepared file's meta
     raw_files: tuple[RawFile, ...] = field(default_factory=tuple)
     classes: tuple[str, ...] = ()
+    # structure every copy of the official data has: rows / shapes / class counts
+    expected: dict = field(default_factory=dict, compare=False)
 
 
 def _mnist_files() -> tuple[RawFile, ...]:
@@ -43,20 +74,36 @@ def _mnist_files() -> tuple[RawFile, ...]:
     )
 
 
+def _cifar_members() -> tuple[tuple[str, str], ...]:
+    entries = [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+    return tuple((f"{CIFAR10.base_folder}/{fname}", md5) for fname, md5 in entries)
+
+
 DATASETS: dict[str, DatasetSpec] = {
-    "iris": DatasetSpec("iris", "uci", "scikit-learn bundled copy of UCI Iris (sklearn.datasets.load_iris)"),
-    "wine": DatasetSpec("wine", "uci", "scikit-learn bundled copy of UCI Wine (sklearn.datasets.load_wine)"),
-    "spambase": DatasetSpec(
-        "spambase", "uci", "UCI Machine Learning Repository, Spambase",
-        (RawFile("spambase.data", (SPAMBASE_URL,), SPAMBASE_MD5_LF, normalize_newlines=True),),
-        classes=("not spam", "spam"),
+    "iris": DatasetSpec(
+        "iris", "uci", "scikit-learn bundled copy of UCI Iris (sklearn.datasets.load_iris)",
+        expected={"shape": (150, 4), "class_counts": (50, 50, 50)},  # 4.3.2
     ),
-    "mnist": DatasetSpec("mnist", "image", "MNIST via torchvision.datasets.MNIST", _mnist_files(),
-                         classes=tuple(str(d) for d in range(10))),
+    "wine": DatasetSpec(
+        "wine", "uci", "scikit-learn bundled copy of UCI Wine (sklearn.datasets.load_wine)",
+        expected={"shape": (178, 13), "class_counts": (59, 71, 48)},  # 4.3.2
+    ),
+    "spambase": DatasetSpec(
+        "spambase", "uci", f"UCI Machine Learning Repository, Spambase ({SPAMBASE_URL})",
+        (RawFile("spambase.data", (SPAMBASE_URL,), SPAMBASE_MD5_NORMALIZED, normalize_newlines=True),),
+        classes=("not spam", "spam"),
+        expected={"shape": (SPAMBASE_ROWS, SPAMBASE_COLUMNS - 1), "class_counts": (SPAMBASE_ROWS - SPAMBASE_SPAM,
+                                                                                  SPAMBASE_SPAM)},
+    ),
+    "mnist": DatasetSpec(
+        "mnist", "image", "MNIST via torchvision.datasets.MNIST (official 60,000/10,000 split)", _mnist_files(),
+        classes=tuple(str(d) for d in range(10)), expected={"train": 60000, "test": 10000},
+    ),
     "cifar10": DatasetSpec(
-        "cifar10", "image", "CIFAR-10 (python version) via torchvision.datasets.CIFAR10",
-        (RawFile(CIFAR10.filename, (CIFAR10.url,), CIFAR10.tgz_md5),),
+        "cifar10", "image", f"CIFAR-10 python version via torchvision.datasets.CIFAR10 ({CIFAR10.url})",
+        (RawFile(CIFAR10.filename, (CIFAR10.url,), CIFAR10.tgz_md5, members=_cifar_members()),),
         classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        expected={"train": 50000, "test": 10000},
     ),
 }
 
