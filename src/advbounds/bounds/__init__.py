@@ -1,0 +1,89 @@
+"""Lower bounds on the L2 norm of the smallest label-changing perturbation (thesis Chapters 3-5).
+
+Public API (docs/CONTRACTS.md, section ``advbounds.bounds``):
+
+* ``linear_output_bound(weight, bias, x)`` -- ``delta(x; f)`` of eq. (3.12) (Lemma 3.5, Theorem 3.6)
+* ``binary_linear_bound(w, b, x)`` -- Lemma 3.1 (exact)
+* ``ACTIVATION_DERIVATIVE_BOUNDS`` -- Table 4.1; ``second_derivative_bound`` -- Algorithm 4.1
+* ``mlp_bound(model, x)`` -- Theorem 4.2
+* ``model_bounds(model, x)`` -> ``BoundResult`` -- Algorithm 5.1 over any model of supported layers
+* ``BOUND_RULES`` -- the registry layer type -> rule; ``UnsupportedLayerError``
+
+Which thesis inequalities hold and which do not is recorded in each rule's docstring and in
+docs/findings.md. The formulas are the thesis's (this is a replication).
+"""
+
+from ._common import UnsupportedLayerError
+from .compose import BOUND_RULES, LOGITS_LABEL, BoundResult, Step, find_rule, model_bounds, plan_model
+from .layers import (
+    avg_pool_rule,
+    batch_norm_deltas,
+    batch_norm_rule,
+    conv_rule,
+    dense_rule,
+    identity_rule,
+    lp_pool_rule,
+    lrn_rule,
+    lrn_second_derivative_bound,
+    lrn_terms,
+    max_pool_rule,
+    relu_rule,
+    scale_rule,
+    smooth_activation_rule,
+)
+from .linear import OutputClassifier, binary_linear_bound, identity_output_bound, linear_output_bound, output_rule
+from .mlp import (
+    ACTIVATION_DERIVATIVE_BOUNDS,
+    RELU_SECOND_DERIVATIVE_PRACTICAL,
+    TABLE_4_1_PRINTED_TANH_SECOND,
+    MLPTail,
+    activation_derivative_bounds,
+    mlp_bound,
+    mlp_tail_rule,
+    second_derivative_bound,
+    split_mlp,
+    theorem_4_2,
+)
+from .spectral import JACOBIAN_NORM_METHODS, jacobian_spectral_norm
+
+__all__ = [
+    "ACTIVATION_DERIVATIVE_BOUNDS",
+    "BOUND_RULES",
+    "JACOBIAN_NORM_METHODS",
+    "LOGITS_LABEL",
+    "RELU_SECOND_DERIVATIVE_PRACTICAL",
+    "TABLE_4_1_PRINTED_TANH_SECOND",
+    "BoundResult",
+    "MLPTail",
+    "OutputClassifier",
+    "Step",
+    "UnsupportedLayerError",
+    "activation_derivative_bounds",
+    "avg_pool_rule",
+    "batch_norm_deltas",
+    "batch_norm_rule",
+    "binary_linear_bound",
+    "conv_rule",
+    "dense_rule",
+    "find_rule",
+    "identity_output_bound",
+    "identity_rule",
+    "jacobian_spectral_norm",
+    "linear_output_bound",
+    "lp_pool_rule",
+    "lrn_rule",
+    "lrn_second_derivative_bound",
+    "lrn_terms",
+    "max_pool_rule",
+    "mlp_bound",
+    "mlp_tail_rule",
+    "model_bounds",
+    "output_rule",
+    "plan_model",
+    "relu_rule",
+    "scale_rule",
+    "second_derivative_bound",
+    "smooth_activation_rule",
+    "split_mlp",
+    "theorem_4_2",
+]

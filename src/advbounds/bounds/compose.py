@@ -1,0 +1,287 @@
+"""Algorithm 5.1: compose the layer rules from the output backwards, and the one rule registry.
+
+Given a flat ``nn.Sequential`` whose output is the logits, ``model_bounds``
+
+1. splits it into *steps* (``plan_model``): the output classifier (the final ``nn.Linear``, or the
+   identity classifier on the logits when the network ends without one, e.g. CIFAR-NIN's global
+   average pooling), the MLP tail before it (the trailing run ``Linear, act, ..., Linear, act``; Theorem
+   4.2 treats it as one unit with ``h_L`` its last hidden output and ``n`` its width), and every other
+   layer on its own;
+2. runs the forward pass once per chunk of samples (in eval mode), recording each step's input;
+3. walks the steps from the output to the input: ``kappa_L = delta(h_L(x); f)`` (Lemma 3.5), then
+   ``kappa_l = rule_l(layer_l, input_l, kappa_{l+1})``.
+
+The returned ``BoundResult.kappas`` maps each step's label (the name of its first layer; ``logits``
+for an identity output classifier) to its kappa, ordered input -> output; ``bound`` is the first.
+For LeNet-5, ``kappas`` holds 5.4's ``kappa_6 ... kappa_1`` (``ip2, ip1, pool2, conv2, pool1, conv1``)
+and ``bound = kappas['scale'] = kappa_1 / s`` in raw pixel units.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from advbounds.models.layers import Scale
+
+from ._common import BOUND_DTYPE, UnsupportedLayerError
+from .layers import (
+    avg_pool_rule,
+    batch_norm_rule,
+    conv_rule,
+    dense_rule,
+    identity_rule,
+    lp_pool_rule,
+    lrn_rule,
+    max_pool_rule,
+    relu_rule,
+    scale_rule,
+    smooth_activation_rule,
+)
+from .linear import OutputClassifier, output_rule
+from .mlp import ACTIVATION_MODULES, IDENTITY_AT_EVAL, MLPTail, RELU_SECOND_DERIVATIVE_PRACTICAL, mlp_tail_rule
+from .spectral import JACOBIAN_NORM_METHODS
+
+Rule = Callable[..., torch.Tensor]
+
+#: The one registry: layer type -> rule ``(layer, input, kappa_next, **options) -> kappa``.
+#: ``OutputClassifier`` and ``MLPTail`` are the composite units built by ``plan_model``.
+BOUND_RULES: dict[type[nn.Module], Rule] = {
+    OutputClassifier: output_rule,  # Lemma 3.5 / Theorem 3.6, eq. (3.12)
+    MLPTail: mlp_tail_rule,  # Theorem 4.2 with Algorithm 4.1
+    nn.Conv2d: conv_rule,  # Theorem 5.1
+    nn.MaxPool2d: max_pool_rule,  # Theorem 5.3
+    nn.AvgPool2d: avg_pool_rule,  # Theorem 5.3
+    nn.LPPool2d: lp_pool_rule,  # Theorem 5.3
+    nn.BatchNorm2d: batch_norm_rule,  # Theorem 5.6
+    nn.LocalResponseNorm: lrn_rule,  # Theorem 5.9, Lemma 5.11
+    nn.Flatten: identity_rule,  # 5.2.5
+    nn.Dropout: identity_rule,  # identity at eval
+    nn.Identity: identity_rule,
+    Scale: scale_rule,  # fixed input scaling
+    nn.ReLU: relu_rule,  # ReLU after a convolution (Theorem 5.1's setting)
+    nn.Tanh: smooth_activation_rule,  # outside a tail: extension (Lipschitz)
+    nn.Sigmoid: smooth_activation_rule,
+    nn.Softplus: smooth_activation_rule,
+    nn.Linear: dense_rule,  # a Linear outside the tail/output: extension
+}
+
+#: label of the identity output classifier's entry in ``BoundResult.kappas``
+LOGITS_LABEL = "logits"
+
+
+def find_rule(layer: nn.Module) -> Rule:
+    """The registered rule for ``layer``'s type (or its nearest registered base class)."""
+    for cls in type(layer).__mro__:
+        if cls in BOUND_RULES:
+            return BOUND_RULES[cls]
+        if cls is nn.Module:
+            break
+    raise KeyError(type(layer).__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of the backward composition: ``module`` gets its input from child ``start``
+    (``start == len(children)`` means the model output, the logits)."""
+
+    label: str
+    module: nn.Module
+    start: int
+    members: tuple[str, ...]
+    rule: Rule
+
+
+def _unsupported(name: str, layer: nn.Module) -> UnsupportedLayerError:
+    supported = sorted({cls.__name__ for cls in BOUND_RULES} - {"OutputClassifier", "MLPTail"})
+    return UnsupportedLayerError(
+        f"layer {name!r} ({type(layer).__name__}) has no bound rule; supported layer types: {', '.join(supported)}")
+
+
+def plan_model(model: nn.Sequential) -> list[Step]:
+    """Split ``model`` into the steps of Algorithm 5.1 (input -> output order). Raises
+    ``UnsupportedLayerError`` naming the first unsupported layer."""
+    if not isinstance(model, nn.Sequential):
+        raise UnsupportedLayerError(f"model_bounds needs a flat nn.Sequential, got {type(model).__name__}")
+    children = list(model.named_children())
+    if not children:
+        raise UnsupportedLayerError("empty model")
+    for name, layer in children:
+        nested = len(list(layer.children())) > 0 and not isinstance(layer, IDENTITY_AT_EVAL)
+        if isinstance(layer, nn.Sequential) or nested:
+            raise UnsupportedLayerError(f"layer {name!r} ({type(layer).__name__}) is a container; flatten the model")
+        try:
+            find_rule(layer)
+        except KeyError:
+            raise _unsupported(name, layer) from None
+    names = [name for name, _ in children]
+
+    # -- output classifier: the last non-identity layer if it is Linear, else the identity on logits
+    last = len(children) - 1
+    while last >= 0 and isinstance(children[last][1], IDENTITY_AT_EVAL):
+        last -= 1
+    steps_tail: list[Step] = []
+    if last >= 0 and isinstance(children[last][1], nn.Linear):
+        out_start = last
+        output = OutputClassifier(children[last][1])
+        steps_tail.append(Step(names[last], output, last, tuple(names[last:]), output_rule))
+    else:
+        out_start = len(children)
+        label = LOGITS_LABEL
+        while label in names:
+            label = "_" + label
+        steps_tail.append(Step(label, OutputClassifier(None), out_start, (), output_rule))
+
+    # -- MLP tail: trailing (Linear, activation) pairs, skipping eval-identity layers
+    pairs: list[tuple[int, int]] = []
+    i = out_start - 1
+    while True:
+        j = i
+        while j >= 0 and isinstance(children[j][1], IDENTITY_AT_EVAL):
+            j -= 1
+        if j < 1 or not isinstance(children[j][1], ACTIVATION_MODULES):
+            break
+        k = j - 1
+        while k >= 0 and isinstance(children[k][1], IDENTITY_AT_EVAL):
+            k -= 1
+        if k < 0 or not isinstance(children[k][1], nn.Linear):
+            break
+        pairs.insert(0, (k, j))
+        i = k - 1
+    tail_start = pairs[0][0] if pairs else out_start
+    if pairs:
+        tail = MLPTail([children[k][1] for k, _ in pairs], [children[j][1] for _, j in pairs],
+                       labels=tuple(names[tail_start:out_start]))
+        members = tuple(names[tail_start:out_start])
+        steps_tail.insert(0, Step(names[tail_start], tail, tail_start, members, mlp_tail_rule))
+
+    steps = [Step(name, layer, idx, (name,), find_rule(layer))
+             for idx, (name, layer) in enumerate(children[:tail_start])]
+    return steps + steps_tail
+
+
+@dataclass
+class BoundResult:
+    """Per-sample results of ``model_bounds``.
+
+    ``bound``: the input-level lower bound ``[B]``; ``kappas``: step label -> kappa ``[B]`` at that
+    step's input, ordered input -> output; ``predicted``: the label at ``x``; ``members``: step label
+    -> the layer names the step covers (the MLP tail covers ``Linear, act, ...``); ``rules``: step label
+    -> rule name; ``second_derivative_bound``: Algorithm 4.1's ``M`` of the tail (None without one);
+    ``jacobian_norm``: ``||J(x)||`` of the tail ``[B]`` (None without one).
+    """
+
+    bound: torch.Tensor
+    kappas: "OrderedDict[str, torch.Tensor]"
+    predicted: torch.Tensor
+    members: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)
+    second_derivative_bound: float | None = None
+    jacobian_norm: torch.Tensor | None = None
+
+    def to_frame(self):
+        """A pandas DataFrame, one row per sample: ``sample, predicted, bound, kappa_<label>...``
+        (kappa columns ordered input -> output) and ``jacobian_norm`` when there is an MLP tail."""
+        import pandas as pd
+
+        data = {"sample": range(len(self.bound)), "predicted": self.predicted.cpu().numpy(),
+                "bound": self.bound.detach().cpu().numpy()}
+        for label, kappa in self.kappas.items():
+            data[f"kappa_{label}"] = kappa.detach().cpu().numpy()
+        if self.jacobian_norm is not None:
+            data["jacobian_norm"] = self.jacobian_norm.detach().cpu().numpy()
+        return pd.DataFrame(data)
+
+
+_RECORD_BUDGET_BYTES = 1 << 29
+
+
+def _auto_batch_size(model: nn.Sequential, x: torch.Tensor, starts: set[int]) -> int:
+    """Chunk size that keeps the recorded activations (and their float64 copies) near 512 MiB."""
+    with torch.no_grad():
+        h = x[:1]
+        per_sample = 0
+        for idx, layer in enumerate(model):
+            if idx in starts:
+                per_sample += h.numel()
+            h = layer(h.clone() if getattr(layer, "inplace", False) else h)
+        per_sample += h.numel()
+    per_sample_bytes = max(1, per_sample) * 8 * 3
+    return int(max(1, min(4096, _RECORD_BUDGET_BYTES // per_sample_bytes)))
+
+
+@torch.no_grad()
+def model_bounds(model: nn.Sequential, x: torch.Tensor,
+                 relu_second_derivative: float = RELU_SECOND_DERIVATIVE_PRACTICAL,
+                 *, batch_size: int | None = None, jacobian_norm: str = "auto", progress: bool = False) -> BoundResult:
+    """Algorithm 5.1: per-sample lower bound on ``||R||`` for every ``R`` with ``f(x + R) != f(x)``.
+
+    ``x``: a batch ``[B, ...]`` on the model's device. ``relu_second_derivative``: ReLU'' used by
+    Algorithm 4.1 (Section 4.3.1; default 1). ``batch_size``: samples per chunk (default: sized from
+    the activations, about 512 MiB). ``jacobian_norm``: ``auto|exact|certified|frobenius`` for the
+    tail's ``||J(x)||`` -- all exact or guaranteed over-estimates. The model is evaluated in eval mode
+    (dropout off, batch-norm running statistics) and its training flags are restored afterwards.
+    Results are in ``x``'s floating dtype on ``x``'s device.
+    """
+    if jacobian_norm not in JACOBIAN_NORM_METHODS:
+        raise ValueError(f"jacobian_norm must be one of {JACOBIAN_NORM_METHODS}, got {jacobian_norm!r}")
+    steps = plan_model(model)
+    children = list(model)
+    starts = {step.start for step in steps}
+    if x.shape[0] == 0:
+        raise ValueError("empty batch")
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        if batch_size is None:
+            batch_size = _auto_batch_size(model, x, starts)
+        batch_size = max(1, int(batch_size))
+        chunks = range(0, x.shape[0], batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc="bounds", unit="chunk")
+        collected: dict[str, list[torch.Tensor]] = OrderedDict((step.label, []) for step in steps)
+        predicted, jac_norms = [], []
+        cache: dict = {}
+        diagnostics: dict = {}
+        for lo in chunks:
+            xb = x[lo:lo + batch_size]
+            recorded: dict[int, torch.Tensor] = {}
+            h = xb
+            for idx, layer in enumerate(children):
+                if idx in starts:
+                    recorded[idx] = h
+                h = layer(h.clone() if getattr(layer, "inplace", False) else h)
+            recorded[len(children)] = h
+            predicted.append(h.reshape(h.shape[0], -1).argmax(dim=1))
+            kappa = None
+            chunk_diag: dict = {}
+            for step in reversed(steps):
+                kappa = step.rule(step.module, recorded[step.start], kappa,
+                                  relu_second_derivative=relu_second_derivative, jacobian_norm=jacobian_norm,
+                                  cache=cache, diagnostics=chunk_diag)
+                collected[step.label].append(kappa)
+            if "jacobian_norm" in chunk_diag:
+                jac_norms.extend(chunk_diag["jacobian_norm"])
+                diagnostics.setdefault("M", chunk_diag["M"])
+    finally:
+        for module, mode in modes.items():
+            module.train(mode)
+
+    out_dtype = x.dtype if x.is_floating_point() else BOUND_DTYPE
+    kappas = OrderedDict((label, torch.cat(parts).to(out_dtype)) for label, parts in collected.items())
+    first = next(iter(kappas))
+    return BoundResult(
+        bound=kappas[first].clone(),
+        kappas=kappas,
+        predicted=torch.cat(predicted),
+        members={step.label: step.members for step in steps},
+        rules={step.label: step.rule.__name__ for step in steps},
+        second_derivative_bound=diagnostics.get("M"),
+        jacobian_norm=torch.cat(jac_norms).to(out_dtype) if jac_norms else None,
+    )
