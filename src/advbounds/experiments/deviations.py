@@ -1,0 +1,130 @@
+"""Shared helpers of the Chapter 3 and 4 experiments: seeds, random test cases, deviation statistics.
+
+Deviation (Tables 3.1, 4.2, 4.3) is the L2 norm of the FGS perturbation found by Algorithm 2.1 minus
+the theoretical lower bound, per sample. A *violation* is a sample whose perturbation (FGS, or the
+exact one for linear classifiers) is smaller than the bound by more than ``atol`` (float64 round-off
+only; see ``docs/chapters34.md``). Samples that FGS never flipped have no perturbation: they are
+counted in their own column and left out of the statistics, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+#: summary statistics reported for a set of deviations, in table order
+STATS = ("mean", "median", "std", "min", "max")
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def derive_seed(base: int, *keys: int | str) -> int:
+    """A 31-bit seed that depends only on ``base`` and ``keys`` (e.g. chapter, test number).
+
+    Strings are hashed through their UTF-8 bytes (stable across runs, unlike ``hash``)."""
+    parts = [int(base)]
+    for key in keys:
+        if isinstance(key, str):
+            parts.extend(key.encode("utf-8"))
+        else:
+            parts.append(int(key))
+    return int(np.random.SeedSequence(parts).generate_state(1, dtype=np.uint32)[0] >> 1)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}") from None
+
+
+def interval(value: Sequence[float]) -> tuple[float, float]:
+    low, high = (float(v) for v in value)
+    if not low < high:
+        raise ValueError(f"an interval needs low < high, got {list(value)}")
+    return low, high
+
+
+def format_interval(value: Sequence[float]) -> str:
+    """``[-1, 1]`` as the thesis prints it (integers without a decimal point)."""
+    return "[" + ", ".join(f"{float(v):g}" for v in value) + "]"
+
+
+def draw_random_test(
+    *,
+    n_models: int,
+    n_samples: int,
+    dim: int,
+    n_classes: int,
+    hidden: Sequence[int],
+    sample_interval: Sequence[float],
+    param_interval: Sequence[float],
+    activation: str = "tanh",
+    seed: int,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[list[nn.Sequential], torch.Tensor]:
+    """The classifiers and samples of one randomized test (Sections 3.3 and 4.3).
+
+    Every weight and bias is i.i.d. ``U(param_interval)`` (``advbounds.models.random_uniform_mlp``),
+    every sample component i.i.d. ``U(sample_interval)``; each classifier gets its own ``n_samples``
+    samples. One ``torch.Generator`` seeded with ``seed`` draws the classifiers first, then the samples
+    ``[n_models, n_samples, dim]``, so a test is reproducible from its seed alone.
+    """
+    from advbounds.models import random_uniform_mlp
+
+    p_low, p_high = interval(param_interval)
+    s_low, s_high = interval(sample_interval)
+    generator = torch.Generator().manual_seed(int(seed))
+    models = []
+    for _ in range(int(n_models)):
+        model = random_uniform_mlp(int(dim), list(hidden), int(n_classes), p_low, p_high,
+                                   activation=activation, generator=generator)
+        models.append(model.to(dtype).requires_grad_(False).eval())
+    x = torch.empty(int(n_models), int(n_samples), int(dim), dtype=torch.float64)
+    x.uniform_(s_low, s_high, generator=generator)
+    return models, x.to(dtype)
+
+
+def summarize(values: Any) -> dict[str, float]:
+    """Mean, median, sample standard deviation (ddof=1, NaN for a single value), min and max of the
+    finite entries; NaN everywhere when there are none."""
+    array = np.asarray(values, dtype=float)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        return {name: math.nan for name in STATS}
+    return {
+        "mean": float(array.mean()),
+        "median": float(np.median(array)),
+        "std": float(array.std(ddof=1)) if array.size > 1 else math.nan,
+        "min": float(array.min()),
+        "max": float(array.max()),
+    }
+
+
+def count_violations(perturbation: Any, bound: Any, atol: float) -> int:
+    """Samples whose perturbation norm is below the bound by more than ``atol`` (NaN norms, i.e.
+    unflipped samples, are not violations: they have no perturbation to compare)."""
+    p = np.asarray(perturbation, dtype=float)
+    b = np.asarray(bound, dtype=float)
+    return int(np.sum(np.isfinite(p) & (p < b - float(atol))))
+
+
+def attack_kwargs(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``minimal_epsilon_search`` keyword arguments of an ``attack`` config block."""
+    allowed = {"eps_max", "tol", "loss_label", "fgv_normalize"}
+    unknown = set(settings) - allowed
+    if unknown:
+        raise ValueError(f"unknown attack settings {sorted(unknown)}; valid: {sorted(allowed)}")
+    return {"eps_max": float(settings["eps_max"]), "tol": float(settings["tol"]),
+            **({"loss_label": settings["loss_label"]} if "loss_label" in settings else {})}
+
+
+def published_rows(published: Mapping[str, Any]) -> pd.DataFrame:
+    """A ``paper_values.yaml`` table (``columns`` + ``rows``) as a DataFrame."""
+    return pd.DataFrame([list(row) for row in published["rows"]], columns=list(published["columns"]))

@@ -1,0 +1,315 @@
+# Chapter 4: MLPs. Table 4.1 and Figure 2.1 (activations), Table 4.2 and Figure 4.1 (random MLPs),
+# the trained Iris / Wine / Spambase MLPs (accuracies, Table 4.3, Figure 4.2) and Figure 4.3
+# (regularization sweep, Section 4.4), plus the comparison with the published numbers of Ch. 3-4.
+#
+#   per test k:        ch4_random_mlp     -> results/random_mlp/test_{k}.csv
+#   per data set:      ch4_train          -> results/models/mlp_{dataset}.pt, .metrics.json
+#                      ch4_evaluate       -> results/mlp/{dataset}.csv
+#   per data set, l:   ch4_regularization -> results/regularization/{dataset}/ell_{ell}.json
+#   then tables/figures under figures/ and figures/comparison_chapters34.{csv,md,tex}.
+#
+# No rule declares `resources: gpu=1`: the MLPs are tiny (a GPU would not help), and the default
+# profile allows one gpu=1 job at a time, which would serialize the 3 + 24 training jobs.
+#
+# `snakemake --cores all chapter4` builds all of it; the config slice is config["chapter4"]. Include
+# after chapter3.smk (it uses CH34_TABLES / CH34_FIGURES and Table 3.1 for the comparison).
+
+CH4 = config["chapter4"]
+CH4_TESTS = [str(k) for k in range(1, len(CH4["random_mlp"]["tests"]) + 1)]
+CH4_DATASETS = list(CH4["trained"]["datasets"])
+CH4_ELLS = [f"{float(ell):g}" for ell in CH4["regularization"]["ells"]]
+CH4_ELL_BY_NAME = {f"{float(ell):g}": float(ell) for ell in CH4["regularization"]["ells"]}
+CH4_DATASET_RE = "|".join(CH4_DATASETS)
+
+
+# the config slice of each trained MLP (architecture, training) plus the shared choices
+CH4_TRAINED_SETTINGS = {
+    dataset: {
+        "hidden": CH4["trained"]["datasets"][dataset]["hidden"],
+        "activation": CH4["trained"]["activation"],
+        "training": {**CH4["trained"]["training"], **CH4["trained"]["datasets"][dataset].get("training", {})},
+    }
+    for dataset in CH4_DATASETS
+}
+
+
+CH4_RANDOM_FILES = expand("results/random_mlp/test_{test}.csv", test=CH4_TESTS)
+CH4_TRAINED_FILES = expand("results/mlp/{dataset}.csv", dataset=CH4_DATASETS)
+CH4_METRICS_FILES = expand("results/models/mlp_{dataset}.metrics.json", dataset=CH4_DATASETS)
+CH4_TARGETS = (
+    CH34_TABLES["4_1"] + CH34_FIGURES["2_1"]
+    + CH34_TABLES["4_2"] + CH34_FIGURES["4_1"]
+    + CH34_TABLES["4_3"] + CH34_FIGURES["4_2"]
+    + CH34_TABLES["section_4_3_2"]
+    + CH34_FIGURES["4_3"] + ["figures/figure_4_3.csv"]
+    + CH34_TABLES["comparison"]
+)
+ALL_TARGETS.extend(CH4_TARGETS)
+
+
+rule chapter4:
+    """Every Chapter 4 artifact (and Figure 2.1, and the Chapter 3-4 comparison)."""
+    input:
+        CH4_TARGETS,
+
+
+rule ch4_table_4_1:
+    """Table 4.1: sup |g'| and sup |g''| found numerically, beside the closed forms and the used values."""
+    output:
+        CH34_TABLES["4_1"],
+    log:
+        "logs/ch4_table_4_1.log",
+    params:
+        **job_settings(
+            settings={
+                "activations": CH4["activations"],
+                "relu_second_derivative": CH4["relu_second_derivative"],
+            }
+        ),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_table_4_1.py"
+
+
+rule ch4_figure_2_1:
+    """Figure 2.1: the activation functions (and their first two derivatives)."""
+    output:
+        CH34_FIGURES["2_1"],
+    log:
+        "logs/ch4_figure_2_1.log",
+    params:
+        **job_settings(settings={"names": CH4["activations"]["names"], "plot": CH4["activations"]["plot"]}),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_figure_2_1.py"
+
+
+rule ch4_random_mlp:
+    """One test of Table 4.2: random MLPs, per-sample bound (Theorem 4.2) and FGS (Alg. 2.1)."""
+    output:
+        "results/random_mlp/test_{test}.csv",
+    log:
+        "logs/ch4_random_mlp/test_{test}.log",
+    wildcard_constraints:
+        test=r"\d+",
+    params:
+        **job_settings(
+            settings=lambda wc: {
+                "number": int(wc.test),
+                "spec": CH4["random_mlp"]["tests"][int(wc.test) - 1],
+                "activation": CH4["random_mlp"]["activation"],
+                "attack": CH4["random_mlp"]["attack"],
+                "reference_attack": CH4["reference_attack"],
+                "relu_second_derivative": CH4["relu_second_derivative"],
+                "dtype": CH4["dtype"],
+            }
+        ),
+    threads: CH4["threads"]
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_random_mlp.py"
+
+
+rule ch4_table_4_2:
+    """Table 4.2: deviation statistics of the random MLPs, flips and violations."""
+    input:
+        tests=CH4_RANDOM_FILES,
+    output:
+        CH34_TABLES["4_2"],
+    log:
+        "logs/ch4_table_4_2.log",
+    params:
+        **job_settings(settings={"tests": CH4["random_mlp"]["tests"], "violation_atol": CH4["violation_atol"]}),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_table_4_2.py"
+
+
+rule ch4_figure_4_1:
+    """Figure 4.1: boxplots of the per-MLP average deviations per test (search M and reference M)."""
+    input:
+        tests=CH4_RANDOM_FILES,
+    output:
+        CH34_FIGURES["4_1"],
+    log:
+        "logs/ch4_figure_4_1.log",
+    params:
+        **job_settings(settings={"symlog": CH4["deviation_axis_linthresh"]}),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_figure_4_1.py"
+
+
+rule ch4_train:
+    """Train the Section 4.3.2 MLP of one data set (tanh, standardized data)."""
+    input:
+        data="results/data/{dataset}.pt",
+    output:
+        model="results/models/mlp_{dataset}.pt",
+        metrics="results/models/mlp_{dataset}.metrics.json",
+    log:
+        "logs/ch4_train/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/ch4_train/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=CH4_DATASET_RE,
+    params:
+        **job_settings(settings=lambda wc: CH4_TRAINED_SETTINGS[wc.dataset]),
+    threads: CH4["threads"]
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_train.py"
+
+
+rule ch4_evaluate:
+    """Per-sample bound (Theorem 4.2) and minimal FGS perturbation of one trained MLP."""
+    input:
+        model="results/models/mlp_{dataset}.pt",
+        data="results/data/{dataset}.pt",
+    output:
+        "results/mlp/{dataset}.csv",
+    log:
+        "logs/ch4_evaluate/{dataset}.log",
+    wildcard_constraints:
+        dataset=CH4_DATASET_RE,
+    params:
+        **job_settings(
+            settings={
+                "split": CH4["trained"]["split"],
+                "attack": CH4["trained"]["attack"],
+                "reference_attack": CH4["reference_attack"],
+                "relu_second_derivative": CH4["relu_second_derivative"],
+                "dtype": CH4["dtype"],
+            }
+        ),
+    threads: CH4["threads"]
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_evaluate.py"
+
+
+rule ch4_table_4_3:
+    """Table 4.3: deviation statistics of the trained MLPs, flips and violations."""
+    input:
+        frames=CH4_TRAINED_FILES,
+    output:
+        CH34_TABLES["4_3"],
+    log:
+        "logs/ch4_table_4_3.log",
+    params:
+        **job_settings(settings={"datasets": CH4_DATASETS, "violation_atol": CH4["violation_atol"]}),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_table_4_3.py"
+
+
+rule ch4_figure_4_2:
+    """Figure 4.2: boxplots of the deviations of the trained MLPs (search M and reference M)."""
+    input:
+        frames=CH4_TRAINED_FILES,
+    output:
+        CH34_FIGURES["4_2"],
+    log:
+        "logs/ch4_figure_4_2.log",
+    params:
+        **job_settings(settings={"datasets": CH4_DATASETS, "symlog": CH4["deviation_axis_linthresh"]}),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_figure_4_2.py"
+
+
+rule ch4_accuracies:
+    """Section 4.3.2: train / validation / test accuracies of the trained MLPs."""
+    input:
+        metrics=CH4_METRICS_FILES,
+    output:
+        CH34_TABLES["section_4_3_2"],
+    log:
+        "logs/ch4_accuracies.log",
+    params:
+        **job_settings(
+            settings={"datasets": CH4_DATASETS,
+                      "hidden": {d: CH4["trained"]["datasets"][d]["hidden"] for d in CH4_DATASETS}}
+        ),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_accuracies.py"
+
+
+rule ch4_regularization:
+    """One point of Figure 4.3: train with L1 = L - l delta(h_L(x); f), measure accuracy, FGS / FGV
+    error rates and minimal perturbations on the entire data set."""
+    input:
+        data="results/data/{dataset}.pt",
+    output:
+        "results/regularization/{dataset}/ell_{ell}.json",
+    log:
+        "logs/ch4_regularization/{dataset}_ell_{ell}.log",
+    benchmark:
+        "logs/benchmarks/ch4_regularization/{dataset}_ell_{ell}.tsv"
+    wildcard_constraints:
+        dataset=CH4_DATASET_RE,
+        ell="|".join(e.replace(".", r"\.").replace("+", r"\+") for e in CH4_ELLS),
+    params:
+        **job_settings(
+            settings=lambda wc: {
+                **CH4_TRAINED_SETTINGS[wc.dataset],
+                "ell": CH4_ELL_BY_NAME[wc.ell],
+                "split": CH4["regularization"]["split"],
+                "attack": CH4["regularization"]["attack"],
+                "relu_second_derivative": CH4["relu_second_derivative"],
+                "dtype": CH4["dtype"],
+            }
+        ),
+    threads: CH4["threads"]
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_regularization.py"
+
+
+rule ch4_figure_4_3:
+    """Figure 4.3 (and its data as figures/figure_4_3.csv)."""
+    input:
+        points=expand("results/regularization/{dataset}/ell_{ell}.json", dataset=CH4_DATASETS, ell=CH4_ELLS),
+    output:
+        figure=CH34_FIGURES["4_3"],
+        data="figures/figure_4_3.csv",
+    log:
+        "logs/ch4_figure_4_3.log",
+    params:
+        **job_settings(),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_figure_4_3.py"
+
+
+rule ch4_comparison:
+    """Our Tables 3.1, 4.2, 4.3 and accuracies beside the published values."""
+    input:
+        paper_values="reference/paper_values.yaml",
+        table_3_1="figures/table_3_1.csv",
+        table_4_2="figures/table_4_2.csv",
+        table_4_3="figures/table_4_3.csv",
+        accuracies="figures/section_4_3_2.csv",
+    output:
+        CH34_TABLES["comparison"],
+    log:
+        "logs/ch4_comparison.log",
+    params:
+        **job_settings(),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch4_comparison.py"
