@@ -1,0 +1,358 @@
+# Chapter 5: convolutional networks (LeNet-5, LeNet-LRN1/2/3, CIFAR-NIN) and Figure 2.5.
+#
+#   per model:  ch5_train   -> results/models/{model}.pt, results/models/{model}.metrics.json
+#               ch5_bounds  -> results/bounds/{model}.csv   (per-sample bound and every kappa)
+#               ch5_attack  -> results/attacks/{model}.csv  (per-sample FGS epsilon, norm, labels)
+#   then tables 5.1-5.3 and figures 2.5, 5.1, 5.3, 5.8-5.13 under figures/.
+#
+# `snakemake --cores all chapter5` builds all of it; the config slice is config["chapter5"]. Logic lives
+# in advbounds.experiments.cnn and advbounds.plotting.chapter5; the scripts are thin adapters.
+
+CH5 = config["chapter5"]
+CH5_MODELS = list(CH5["models"])
+CH5_MODEL_RE = "|".join(CH5_MODELS)
+CH5_FIG = CH5["figures"]
+_ch5_named = {
+    "chapter5.networks": CH5["networks"],
+    "chapter5.lrn_networks": CH5["lrn_networks"],
+    "chapter5.figures.figure_2_5.extra_models": CH5_FIG["figure_2_5"]["extra_models"],
+    **{f"chapter5.figures.{k}.model": [v["model"]] for k, v in CH5_FIG.items() if "model" in v},
+}
+for _key, _names in _ch5_named.items():
+    for _name in _names:
+        if _name not in CH5["models"]:
+            raise ValueError(f"config key {_key} names model {_name!r}, which is not in chapter5.models "
+                             f"({', '.join(CH5_MODELS)})")
+TABLE_EXT = ["csv", "md", "tex"]
+FIGURE_EXT = ["pdf", "png"]
+
+
+def ch5_data(model):
+    return f"results/data/{CH5['models'][model]['dataset']}.pt"
+
+
+def ch5_per_model(pattern, models):
+    return [pattern.format(model=m) for m in models]
+
+
+def ch5_table(label):
+    return [f"figures/table_{label}.{ext}" for ext in TABLE_EXT]
+
+
+def ch5_figure(label):
+    return [f"figures/figure_{label}.{ext}" for ext in FIGURE_EXT]
+
+
+CH5_TARGETS = [
+    *(f for label in ("5_1", "5_2", "5_3") for f in ch5_table(label)),
+    *(f for label in ("5_1", "5_3", "5_8", "5_9", "5_10", "5_11", "5_12", "5_13", "2_5") for f in ch5_figure(label)),
+    *(f for m in CH5_FIG["figure_2_5"]["extra_models"] for f in ch5_figure(f"2_5_{m}")),
+    "figures/figure_5_10_counts.csv",
+    "figures/figure_5_12.csv",
+    "figures/figure_5_13.csv",
+]
+ALL_TARGETS.extend(CH5_TARGETS)
+
+
+rule chapter5:
+    """Every Chapter 5 artifact (and Figure 2.5)."""
+    input:
+        CH5_TARGETS,
+
+
+rule ch5_train:
+    """Train one Chapter 5 network (checkpointed: a killed run resumes from results/checkpoints/)."""
+    input:
+        data=lambda wc: ch5_data(wc.model),
+    output:
+        model="results/models/{model}.pt",
+        metrics="results/models/{model}.metrics.json",
+    log:
+        "logs/ch5_train/{model}.log",
+    benchmark:
+        "logs/benchmarks/ch5_train/{model}.tsv"
+    wildcard_constraints:
+        model=CH5_MODEL_RE,
+    params:
+        **job_settings(settings=lambda wc: CH5["models"][wc.model]),
+        checkpoint=lambda wc: f"results/checkpoints/{wc.model}.pt",
+    threads: CH5["threads"]
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_train.py"
+
+
+rule ch5_bounds:
+    """Per-sample theoretical bound (Algorithm 5.1) and per-layer kappa on the whole test set."""
+    input:
+        model="results/models/{model}.pt",
+        data=lambda wc: ch5_data(wc.model),
+    output:
+        "results/bounds/{model}.csv",
+    log:
+        "logs/ch5_bounds/{model}.log",
+    benchmark:
+        "logs/benchmarks/ch5_bounds/{model}.tsv"
+    wildcard_constraints:
+        model=CH5_MODEL_RE,
+    params:
+        **job_settings(settings=CH5["bounds"]),
+    threads: CH5["threads"]
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_bounds.py"
+
+
+rule ch5_attack:
+    """Per-sample minimal FGS epsilon (Algorithm 2.1) on the whole test set."""
+    input:
+        model="results/models/{model}.pt",
+        data=lambda wc: ch5_data(wc.model),
+    output:
+        "results/attacks/{model}.csv",
+    log:
+        "logs/ch5_attack/{model}.log",
+    benchmark:
+        "logs/benchmarks/ch5_attack/{model}.tsv"
+    wildcard_constraints:
+        model=CH5_MODEL_RE,
+    params:
+        **job_settings(settings=CH5["attack"]),
+    threads: CH5["threads"]
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_attack.py"
+
+
+def ch5_model_inputs(models, bounds=True):
+    files = {
+        "attacks": ch5_per_model("results/attacks/{model}.csv", models),
+        "metrics": ch5_per_model("results/models/{model}.metrics.json", models),
+    }
+    if bounds:
+        files["bounds"] = ch5_per_model("results/bounds/{model}.csv", models)
+    return files
+
+
+rule ch5_table_5_1:
+    """Table 5.1: normalized theoretical and empirical bounds and FGS rate, both normalizations."""
+    input:
+        **ch5_model_inputs(CH5["networks"]),
+    output:
+        ch5_table("5_1"),
+    log:
+        "logs/ch5_tables/table_5_1.log",
+    benchmark:
+        "logs/benchmarks/ch5_tables/table_5_1.tsv"
+    params:
+        **job_settings(settings={"models": CH5["networks"]}),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_tables.py"
+
+
+rule ch5_table_5_2:
+    """Table 5.2: statistics of the FGS epsilon (flipped samples)."""
+    input:
+        **ch5_model_inputs(CH5["networks"], bounds=False),
+    output:
+        ch5_table("5_2"),
+    log:
+        "logs/ch5_tables/table_5_2.log",
+    benchmark:
+        "logs/benchmarks/ch5_tables/table_5_2.tsv"
+    params:
+        **job_settings(settings={"models": CH5["networks"]}),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_tables.py"
+
+
+rule ch5_table_5_3:
+    """Table 5.3: accuracy, epsilon statistics and rate of the LeNet-LRN networks and reference rows."""
+    input:
+        **ch5_model_inputs(CH5["lrn_networks"]),
+    output:
+        ch5_table("5_3"),
+    log:
+        "logs/ch5_tables/table_5_3.log",
+    benchmark:
+        "logs/benchmarks/ch5_tables/table_5_3.tsv"
+    params:
+        **job_settings(settings={"models": CH5["lrn_networks"]}),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_tables.py"
+
+
+rule ch5_figure_dataset:
+    """Figures 5.1 (MNIST) and 5.3 (CIFAR-10): dataset samples."""
+    input:
+        data=lambda wc: {"5_1": "results/data/mnist.pt", "5_3": "results/data/cifar10.pt"}[wc.label],
+    output:
+        expand("figures/figure_{{label}}.{ext}", ext=FIGURE_EXT),
+    log:
+        "logs/ch5_figures/figure_{label}.log",
+    benchmark:
+        "logs/benchmarks/ch5_figures/figure_{label}.tsv"
+    wildcard_constraints:
+        label="5_1|5_3",
+    params:
+        **job_settings(settings=CH5_FIG["dataset_samples"]),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_figure_dataset.py"
+
+
+rule ch5_figure_examples:
+    """Figures 5.8 (LeNet-5) and 5.9 (CIFAR-NIN): grids of adversarial examples."""
+    input:
+        model=lambda wc: f"results/models/{CH5_FIG[f'figure_{wc.label}']['model']}.pt",
+        attacks=lambda wc: f"results/attacks/{CH5_FIG[f'figure_{wc.label}']['model']}.csv",
+        data=lambda wc: ch5_data(CH5_FIG[f"figure_{wc.label}"]["model"]),
+    output:
+        expand("figures/figure_{{label}}.{ext}", ext=FIGURE_EXT),
+    log:
+        "logs/ch5_figures/figure_{label}.log",
+    benchmark:
+        "logs/benchmarks/ch5_figures/figure_{label}.tsv"
+    wildcard_constraints:
+        label="5_8|5_9",
+    params:
+        **job_settings(settings=lambda wc: {**CH5_FIG[f"figure_{wc.label}"], "attack": CH5["attack"]}),
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_figure_examples.py"
+
+
+rule ch5_figure_5_10:
+    """Figure 5.10: heatmaps of original class against adversarial class, and the counts as CSV."""
+    input:
+        **ch5_model_inputs(CH5["networks"], bounds=False),
+    output:
+        expand("figures/figure_5_10.{ext}", ext=FIGURE_EXT),
+        counts="figures/figure_5_10_counts.csv",
+    log:
+        "logs/ch5_figures/figure_5_10.log",
+    benchmark:
+        "logs/benchmarks/ch5_figures/figure_5_10.tsv"
+    params:
+        **job_settings(settings={"models": CH5["networks"]}),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_figure_5_10.py"
+
+
+rule ch5_figure_5_11:
+    """Figure 5.11: boxplots of the FGS epsilon per network."""
+    input:
+        attacks=ch5_per_model("results/attacks/{model}.csv", CH5["networks"]),
+    output:
+        expand("figures/figure_5_11.{ext}", ext=FIGURE_EXT),
+    log:
+        "logs/ch5_figures/figure_5_11.log",
+    benchmark:
+        "logs/benchmarks/ch5_figures/figure_5_11.tsv"
+    params:
+        **job_settings(settings={"models": CH5["networks"]}),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_figure_5_11.py"
+
+
+rule ch5_figure_5_12:
+    """Figure 5.12: (1 - eps)^-n and the recomputed bound ratio of our trained LeNet-5."""
+    input:
+        model=f"results/models/{CH5_FIG['figure_5_12']['model']}.pt",
+        data=ch5_data(CH5_FIG["figure_5_12"]["model"]),
+    output:
+        expand("figures/figure_5_12.{ext}", ext=FIGURE_EXT),
+        table="figures/figure_5_12.csv",
+    log:
+        "logs/ch5_figures/figure_5_12.log",
+    benchmark:
+        "logs/benchmarks/ch5_figures/figure_5_12.tsv"
+    params:
+        **job_settings(settings={**CH5_FIG["figure_5_12"], "bounds": CH5["bounds"]}),
+    threads: CH5["threads"]
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_figure_5_12.py"
+
+
+rule ch5_figure_5_13:
+    """Figure 5.13: Eq. (5.13)'s curve and the same quantity from our LeNet-5's per-layer kappas."""
+    input:
+        bounds=f"results/bounds/{CH5_FIG['figure_5_13']['model']}.csv",
+    output:
+        expand("figures/figure_5_13.{ext}", ext=FIGURE_EXT),
+        table="figures/figure_5_13.csv",
+    log:
+        "logs/ch5_figures/figure_5_13.log",
+    benchmark:
+        "logs/benchmarks/ch5_figures/figure_5_13.tsv"
+    params:
+        **job_settings(settings=CH5_FIG["figure_5_13"]),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_figure_5_13.py"
+
+
+CH5_ITERATIVE = {k: v for k, v in CH5_FIG["figure_2_5"].items() if k not in ("model", "extra_models")}
+
+
+def ch5_iterative_model(wc):
+    return wc.get("model") or CH5_FIG["figure_2_5"]["model"]
+
+
+rule ch5_figure_2_5:
+    """Figure 2.5: iterative FGS perturbation of one test image (CIFAR-NIN, as in the thesis)."""
+    input:
+        model=lambda wc: f"results/models/{ch5_iterative_model(wc)}.pt",
+        data=lambda wc: ch5_data(ch5_iterative_model(wc)),
+    output:
+        expand("figures/figure_2_5.{ext}", ext=FIGURE_EXT),
+    log:
+        "logs/ch5_figures/figure_2_5.log",
+    benchmark:
+        "logs/benchmarks/ch5_figures/figure_2_5.tsv"
+    params:
+        **job_settings(settings={**CH5_ITERATIVE, "attack": CH5["attack"]}),
+        model=ch5_iterative_model,
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/ch5_figure_2_5.py"
+
+
+use rule ch5_figure_2_5 as ch5_figure_2_5_model with:
+    output:
+        [f"figures/figure_2_5_{{model,{CH5_MODEL_RE}}}.{ext}" for ext in FIGURE_EXT],
+    log:
+        "logs/ch5_figures/figure_2_5_{model}.log",
+    benchmark:
+        "logs/benchmarks/ch5_figures/figure_2_5_{model}.tsv"

@@ -1,0 +1,19 @@
+"""Per-sample theoretical bound and per-layer kappa on the whole test set (rule ch5_bounds)."""
+
+from advbounds.jobs import run_job
+
+
+def main(job):
+    from advbounds.experiments import cnn
+    from advbounds.io import write_frame
+    from advbounds.training import load_model
+
+    data = cnn.load_data(job.input.data)
+    model = load_model(job.input.model, job.device)
+    s = job.settings
+    frame = cnn.bounds_frame(model, data["x_test"], data["y_test"], device=job.device, batch_size=s["batch_size"],
+                             relu_second_derivative=s["relu_second_derivative"], progress=True)
+    write_frame(frame, job.output[0])
+
+
+run_job(snakemake, main)  # noqa: F821

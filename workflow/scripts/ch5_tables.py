@@ -1,0 +1,17 @@
+"""Tables 5.1, 5.2 and 5.3 (rules ch5_table_5_1, ch5_table_5_2, ch5_table_5_3)."""
+
+from advbounds.jobs import run_job
+
+
+def main(job):
+    from advbounds.artifacts import write_table
+    from advbounds.experiments import cnn
+
+    entries = cnn.load_entries(job.settings["models"], attacks=job.input.attacks,
+                               bounds=job.input.get("bounds"), metrics=job.input.get("metrics"))
+    label = job.rule.removeprefix("ch5_table_")
+    table = {"5_1": cnn.table_5_1, "5_2": cnn.table_5_2, "5_3": cnn.table_5_3}[label](entries)
+    write_table(table, job.output, caption=cnn.TABLE_CAPTIONS[label])
+
+
+run_job(snakemake, main)  # noqa: F821

@@ -1,0 +1,24 @@
+"""Train one Chapter 5 network (rule ch5_train): results/models/{model}.pt and .metrics.json."""
+
+from advbounds.jobs import run_job
+
+
+def main(job):
+    from advbounds.experiments import cnn
+    from advbounds.io import write_json
+    from advbounds.training import save_model
+
+    model_name = job.wildcards["model"]
+    settings = job.settings
+    builder = settings.get("builder", model_name)
+    data = cnn.load_data(job.input.data)
+    model, kwargs, metrics = cnn.train_cnn(builder, data, settings, seed=job.seed, device=job.device,
+                                           checkpoint_path=job.params["checkpoint"], progress=True)
+    metrics.update(model=model_name, network=cnn.display_name(model_name), dataset=settings["dataset"],
+                   input_shape=list(cnn.image_shape(data)), classes=list(data.get("classes") or []),
+                   n_test=int(len(data["x_test"])), data_meta=data.get("meta", {}))
+    save_model(model, builder, kwargs, job.output.model, metrics)
+    write_json(metrics, job.output.metrics)
+
+
+run_job(snakemake, main)  # noqa: F821
