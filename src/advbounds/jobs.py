@@ -101,6 +101,9 @@ def provenance_record(job: Job, runtime_s: float) -> dict[str, Any]:
     return {
         "rule": job.rule,
         "wildcards": job.wildcards,
+        # the job's input files: following them to their own records gives the full lineage
+        # (every config slice, seed and runtime upstream of an artifact), which the report shows
+        "inputs": [str(path) for path in (job.input or [])],
         "params": _plain(job.params),
         "seed": job.seed,
         "device": str(job.device),

@@ -1,0 +1,166 @@
+"""Assemble the report: for every thesis item, our artifacts, the published values, the verdicts,
+the reasons we know and the provenance of each file. :func:`build_model` gathers, :mod:`.html`
+renders, :func:`write_report` does both and writes the file atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from advbounds.report import sources
+from advbounds.report.catalog import CATALOG, ThesisItem
+from advbounds.report.compare import MISSING, NOT_COMPARED, Comparison, reasons_for, tally, worst
+from advbounds.report.comparisons import Context, compare_item
+
+log = logging.getLogger("advbounds.report")
+
+SYNTHETIC_REASON = ("this run uses synthetic stand-in data and tiny sizes (config synthetic: true), so its "
+                    "numbers are not comparable to the thesis; the verdicts only show the pipeline end to end")
+
+
+@dataclass
+class Artifact:
+    path: str
+    exists: bool
+    size: int = 0
+    sha256: str = ""
+    provenance: dict[str, Any] | None = None
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+    unrecorded_inputs: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return sources.summarize_lineage(self.lineage)
+
+
+@dataclass
+class ItemReport:
+    item: ThesisItem
+    artifacts: list[Artifact]
+    comparisons: list[Comparison]
+    known_reasons: list[str]
+    findings: list[sources.Finding]
+    published_text: str
+    table: pd.DataFrame | None = None
+    image_b64: str | None = None
+    problems: list[str] = field(default_factory=list)
+    data_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        if not self.item.generated:
+            return NOT_COMPARED
+        if any(not a.exists for a in self.artifacts):
+            return MISSING
+        return worst(c.verdict for c in self.comparisons)
+
+
+@dataclass
+class ReportModel:
+    items: list[ItemReport]
+    other_artifacts: list[Artifact]
+    settings: Mapping[str, Any]
+    run: Mapping[str, Any]
+    context_reasons: list[str]
+    findings: list[sources.Finding]
+    findings_source: str | None
+    paper_notes: dict[str, list[str]]
+    paper: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def comparisons(self) -> list[Comparison]:
+        return [c for item in self.items for c in item.comparisons]
+
+    @property
+    def tally(self) -> dict[str, int]:
+        return tally(self.comparisons)
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"{item.item.label}: {p}" for item in self.items for p in item.problems] + [
+            f"{a.path}: no provenance record" for a in self.other_artifacts if a.exists and a.provenance is None]
+
+
+def _artifact(root: Path, path: str) -> Artifact:
+    full = root / path
+    if not full.exists():
+        return Artifact(path, False)
+    data = full.read_bytes()
+    record = sources.load_provenance(root, path)
+    jobs, unrecorded = sources.lineage(root, path) if record is not None else ([], [])
+    return Artifact(path, True, len(data), hashlib.sha256(data).hexdigest(), record, jobs, unrecorded)
+
+
+def build_model(root: str | Path, *, paper_values_path: str | Path, findings_path: str | Path | None,
+                settings: Mapping[str, Any], run: Mapping[str, Any] | None = None,
+                artifacts: Iterable[str] = (), items: Sequence[ThesisItem] = CATALOG) -> ReportModel:
+    """Gather everything the report shows. ``root``: the folder holding ``figures/`` and ``results/``;
+    ``artifacts``: every final artifact of the run (the report lists the ones outside the catalogue
+    too); ``run``: run-wide facts (``synthetic``, ``seed``, ``device``, ``configfiles``)."""
+    root = Path(root)
+    run = dict(run or {})
+    paper_text = Path(paper_values_path).read_text(encoding="utf-8")
+    paper = sources.load_paper_values(paper_values_path)
+    notes = sources.notes_by_item(paper, items)
+    findings: list[sources.Finding] = []
+    if findings_path is not None and Path(findings_path).exists():
+        findings = sources.split_findings(Path(findings_path).read_text(encoding="utf-8"))
+    by_item = sources.findings_by_item(findings, items)
+    context_reasons = [SYNTHETIC_REASON] if run.get("synthetic") else []
+    known = {item.key: reasons_for(item.key, notes, {k: [f.summary for f in v] for k, v in by_item.items()},
+                                   context_reasons) for item in items}
+    ctx = Context(root=root, paper=paper, settings=settings, reasons=known)
+
+    reports = []
+    for item in items:
+        arts = [_artifact(root, path) for path in item.files]
+        problems = [f"{a.path} is missing" for a in arts if not a.exists]
+        problems += [f"{a.path} has no provenance record" for a in arts if a.exists and a.provenance is None]
+        comparisons = compare_item(item.key, ctx) if item.generated else []
+        problems += [f"{c.quantity}: {c.reasons[0]}" for c in comparisons
+                     if c.verdict == MISSING and c.reasons]
+        table = None
+        csv = root / f"figures/{item.key}.csv"
+        if item.kind == "table" and csv.exists():
+            table = pd.read_csv(csv)
+        image = None
+        if item.image and (root / item.image).exists():
+            image = base64.b64encode((root / item.image).read_bytes()).decode("ascii")
+        data_tables = {path: pd.read_csv(root / path) for path in item.data_files
+                       if path.endswith(".csv") and (root / path).exists()}
+        blocks = [sources.published_block(paper_text, key) for key in item.paper_keys]
+        reports.append(ItemReport(item, arts, comparisons, known[item.key], by_item.get(item.key, []),
+                                  "\n".join(b for b in blocks if b), table, image, problems, data_tables))
+        for problem in problems:
+            log.error("%s: %s", item.label, problem)
+
+    catalogued = {path for item in items for path in item.files}
+    others = [_artifact(root, str(path)) for path in dict.fromkeys(map(str, artifacts))
+              if str(path) not in catalogued]
+    return ReportModel(reports, others, settings, run, context_reasons, findings,
+                       str(findings_path) if findings else None, sources.paper_notes(paper), paper)
+
+
+def write_report(output: str | Path, root: str | Path = ".", **kwargs: Any) -> ReportModel:
+    """Build the model, render it and write ``output`` atomically. Returns the model."""
+    from advbounds.io import write_text
+    from advbounds.report.html import render_html
+
+    model = build_model(root, **kwargs)
+    write_text(render_html(model), output)
+    counts = model.tally
+    log.info("report: %s", ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+    return model
+
+
+def comparisons_frame(model: ReportModel) -> pd.DataFrame:
+    """Every verdict as one flat table (for notebooks and tests)."""
+    return pd.DataFrame([c.as_row() for c in model.comparisons])

@@ -1,0 +1,437 @@
+"""Which of our numbers meets which published number, item by item.
+
+Each function takes a :class:`Context` and returns the item's :class:`Comparison` list. A file the
+comparison needs but cannot find gives ``missing`` verdicts naming the file: the report shows a loud
+placeholder instead of leaving the number out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from advbounds.report.compare import (
+    MISSING,
+    NOT_COMPARED,
+    Comparison,
+    Tolerance,
+    as_number,
+    compare_table,
+    compare_value,
+    match_row,
+    normalize_name,
+)
+
+
+@dataclass
+class Context:
+    root: Path
+    paper: Mapping[str, Any]
+    settings: Mapping[str, Any]  # the ``report`` config section
+    reasons: Mapping[str, Sequence[str]] = field(default_factory=dict)  # item key -> known reasons
+
+    def tol(self, tolerance_class: str) -> Tolerance:
+        return Tolerance.from_config(self.settings, tolerance_class)
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def table(self, relative: str) -> pd.DataFrame | None:
+        path = self.path(relative)
+        return pd.read_csv(path) if path.exists() else None
+
+    def json(self, relative: str) -> Any:
+        path = self.path(relative)
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def known(self, item: str) -> list[str]:
+        return list(self.reasons.get(item, ()))
+
+
+def _missing(item: str, quantity: str, published: Any, what: str, ctx: Context, tol: str = "") -> Comparison:
+    return Comparison(item, quantity, published, None, MISSING, tolerance=tol,
+                      reasons=[what, *ctx.known(item)])
+
+
+def _not_compared(item: str, quantity: str, published: Any, ours: Any, why: str, ctx: Context) -> Comparison:
+    return Comparison(item, quantity, published, ours, NOT_COMPARED, reasons=[why, *ctx.known(item)])
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    key: str  # key column of the published table
+    result_columns: tuple[str, ...]
+    setup_columns: tuple[str, ...] = ()
+    aliases: Mapping[str, str] = field(default_factory=dict)  # our column name -> published name
+    row_aliases: Mapping[str, str] = field(default_factory=dict)  # our row key -> published row key
+    tolerance: str = "statistical"
+    published_key: str | None = None  # paper_values key when it is not the item's
+
+
+TABLE_SPECS: dict[str, TableSpec] = {
+    "table_3_1": TableSpec(
+        key="no", result_columns=("mean", "median", "std"),
+        setup_columns=("classifiers", "samples", "dim", "classes", "sample_interval", "param_interval"),
+        aliases={"test": "no", "dimensionality": "dim"}),
+    "table_4_2": TableSpec(
+        key="no", result_columns=("mean", "median", "std"),
+        setup_columns=("samples", "dim", "mlps", "layers", "units", "classes", "sample_interval", "param_interval"),
+        aliases={"test": "no", "dimensionality": "dim"}),
+    "table_4_3": TableSpec(key="dataset", result_columns=("mean", "median", "std", "min", "max")),
+    "table_5_1": TableSpec(
+        key="network", result_columns=("normalized_theoretical_bound", "normalized_empirical_bound", "rate"),
+        # the published numbers were divided by H*W (see the note on Table 5.1), so they meet our
+        # per-pixel columns; the per-input columns (C*H*W, as the text says) are shown in the table
+        aliases={"normalized_theoretical_bound_per_pixel": "normalized_theoretical_bound",
+                 "normalized_empirical_bound_per_pixel": "normalized_empirical_bound"}),
+    "table_5_2": TableSpec(key="network", result_columns=("min", "max", "mean", "median", "std")),
+    "table_5_3": TableSpec(key="network", result_columns=("accuracy", "min", "max", "mean", "median", "std", "rate")),
+}
+
+
+def compare_published_table(item: str, ctx: Context) -> list[Comparison]:
+    spec = TABLE_SPECS[item]
+    published = ctx.paper.get(spec.published_key or item)
+    if not published or "rows" not in published:
+        return [_not_compared(item, "table", None, None, "paper_values.yaml has no rows for this table", ctx)]
+    tol = ctx.tol(spec.tolerance)
+    relative = f"figures/{item}.csv"
+    ours = ctx.table(relative)
+    if ours is None:
+        return [_missing(item, "table", None, f"{relative} was not produced", ctx, tol.describe())]
+    return compare_table(item, published, ours.to_dict("records"), tol, key=spec.key,
+                         result_columns=spec.result_columns, setup_columns=spec.setup_columns,
+                         aliases=spec.aliases, row_aliases=spec.row_aliases, reasons=ctx.known(item))
+
+
+def compare_table_4_1(ctx: Context) -> list[Comparison]:
+    """Table 4.1: closed-form bounds on |g'| and |g''|; our table lists the values the bounds engine uses."""
+    item = "table_4_1"
+    published = ctx.paper.get(item, {})
+    tol = ctx.tol("exact")
+    ours = ctx.table(f"figures/{item}.csv")
+    if ours is None:
+        return [_missing(item, "table", None, f"figures/{item}.csv was not produced", ctx, tol.describe())]
+    records = {normalize_name(r.get("activation", r.get(ours.columns[0]))): {normalize_name(k): v for k, v in r.items()}
+               for r in ours.to_dict("records")}
+    out = []
+    for activation, values in published.items():
+        if not isinstance(values, Mapping):
+            continue
+        row = match_row(normalize_name(activation), records)
+        for column, value in values.items():
+            quantity = f"{activation} / {column}"
+            if row is None:
+                out.append(_missing(item, quantity, value, f"our table has no row {activation!r}", ctx, tol.describe()))
+                continue
+            candidates = list(_DERIVATIVE_ALIASES.get(normalize_name(column), (normalize_name(column),)))
+            found = next((c for c in candidates if c in row), None)
+            if found is None:
+                out.append(_missing(item, quantity, value, f"our table has no column {column!r}", ctx, tol.describe()))
+                continue
+            out.append(compare_value(item, quantity, row[found], value, tol, reasons=ctx.known(item)))
+    return out
+
+
+#: our columns that hold an independently computed value (never a copy of the thesis's column),
+#: in order of preference: the numeric maximum over a grid first, then a closed form
+_DERIVATIVE_ALIASES = {
+    "first": ("first_order_numeric", "first_order_analytic", "first_derivative_bound"),
+    "second": ("second_order_numeric", "second_order_analytic", "second_derivative_bound"),
+    "second_used_in_experiments": ("second_order_used", "second_used"),
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Numbers stated in the text
+# ------------------------------------------------------------------------------------------------
+
+
+def _metrics(ctx: Context, model: str) -> tuple[dict | None, str]:
+    for relative in (f"results/models/{model}.metrics.json", f"results/models/{model}/metrics.json",
+                     f"results/models/{model}_metrics.json"):
+        data = ctx.json(relative)
+        if data is not None:
+            return data, relative
+    return None, f"results/models/{model}.metrics.json"
+
+
+def _accuracy(metrics: Mapping[str, Any]) -> Any:
+    for key in ("test_accuracy", "accuracy", "test_acc"):
+        if key in metrics:
+            return metrics[key]
+    nested = metrics.get("test")
+    if isinstance(nested, Mapping):
+        return _accuracy(nested)
+    return None
+
+
+def compare_section_4_3_2(ctx: Context) -> list[Comparison]:
+    """The test accuracies Section 4.3.2 states, against our accuracy table (figures/section_4_3_2.csv)
+    or, lacking it, each model's metrics.json."""
+    item = "section_4_3_2"
+    tol = ctx.tol("statistical")
+    table = ctx.table(f"figures/{item}.csv")
+    rows = {}
+    if table is not None:
+        cols = {normalize_name(c): c for c in table.columns}
+        if "dataset" in cols and "test_accuracy" in cols:
+            rows = {normalize_name(r[cols["dataset"]]): r[cols["test_accuracy"]] for r in table.to_dict("records")}
+    out = []
+    for dataset, spec in ctx.paper.get("trained_mlps", {}).items():
+        quantity = f"{dataset} MLP test accuracy"
+        published = spec.get("test_accuracy")
+        value, source = rows.get(normalize_name(dataset)), f"figures/{item}.csv"
+        if value is None:
+            metrics, source = _metrics(ctx, f"mlp_{dataset}")
+            value = _accuracy(metrics) if metrics else None
+        if as_number(value) is None:
+            out.append(_missing(item, quantity, published, f"neither figures/{item}.csv nor {source} holds it",
+                                ctx, tol.describe()))
+            continue
+        out.append(compare_value(item, quantity, value, published, tol, reasons=ctx.known(item)))
+    return out
+
+
+def compare_section_5_3_1(ctx: Context) -> list[Comparison]:
+    item = "section_5_3_1"
+    stat, approx = ctx.tol("statistical"), ctx.tol("approximate")
+    text = ctx.paper.get("section_5_3_1", {})
+    lenet = ctx.paper.get("lenet5", {})
+    out = []
+
+    metrics, relative = _metrics(ctx, "lenet5")
+    value = _accuracy(metrics) if metrics else None
+    if value is None:
+        out.append(_missing(item, "LeNet-5 test accuracy", lenet.get("test_accuracy_above"),
+                            f"{relative} was not produced or has no test accuracy", ctx, stat.describe()))
+    else:
+        out.append(compare_value(item, "LeNet-5 test accuracy (thesis: above)", value,
+                                 lenet.get("test_accuracy_above"), stat, mode="at_least", reasons=ctx.known(item)))
+
+    metrics, relative = _metrics(ctx, "cifar_nin")
+    value = _accuracy(metrics) if metrics else None
+    if value is None:
+        out.append(_missing(item, "CIFAR-NIN test accuracy", text.get("cifar_nin_test_accuracy_about"),
+                            f"{relative} was not produced or has no test accuracy", ctx, approx.describe()))
+    else:
+        out.append(compare_value(item, "CIFAR-NIN test accuracy (thesis: about)", value,
+                                 text.get("cifar_nin_test_accuracy_about"), approx, reasons=ctx.known(item)))
+
+    attacks = ctx.table("results/attacks/lenet5.csv")
+    if attacks is None:
+        out.append(_missing(item, "LeNet-5 samples FGS did not flip", text.get("lenet5_unflipped_samples"),
+                            "results/attacks/lenet5.csv was not produced", ctx, stat.describe()))
+    else:
+        flipped = attacks["flipped"].astype(bool)
+        out.append(compare_value(item, "LeNet-5 samples FGS did not flip", int((~flipped).sum()),
+                                 text.get("lenet5_unflipped_samples"), stat,
+                                 reasons=[f"of {len(attacks)} test samples here, 10,000 in the thesis",
+                                          *ctx.known(item)]))
+        counts = attacks.loc[flipped, "adv_label"].astype(int).value_counts()
+        for label, count in (text.get("lenet5_adversarial_target_counts") or {}).items():
+            out.append(compare_value(item, f"LeNet-5 samples turned into \"{label}\"", int(counts.get(int(label), 0)),
+                                     count, stat,
+                                     reasons=[f"of {int(flipped.sum())} flipped samples here", *ctx.known(item)]))
+
+    cifar = ctx.table("results/attacks/cifar_nin.csv")
+    pairs = text.get("cifar_nin_common_confusions")
+    if cifar is None:
+        out.append(_missing(item, "CIFAR-NIN most common confusions", pairs,
+                            "results/attacks/cifar_nin.csv was not produced", ctx))
+    else:
+        flipped = cifar[cifar["flipped"].astype(bool)]
+        top = (flipped.groupby(["orig_label", "adv_label"]).size().sort_values(ascending=False, kind="stable")
+               .head(3))
+        ours = [[int(a), int(b), int(n)] for (a, b), n in top.items()]
+        out.append(_not_compared(item, "CIFAR-NIN most common confusions (orig, adv, count)", pairs, ours,
+                                 "a ranking, shown for reading; the thesis's class names are in the note", ctx))
+    return out
+
+
+def compare_table_5_2_extra(ctx: Context) -> list[Comparison]:
+    """The smallest perturbation norms the thesis quotes beside Table 5.2."""
+    item = "table_5_2"
+    tol = ctx.tol("statistical")
+    published = ctx.paper.get("table_5_2", {}).get("smallest_perturbation_l2_norm", {})
+    ours = ctx.table("figures/table_5_2.csv")
+    out = []
+    for dataset, network in (("mnist", "LeNet-5"), ("cifar10", "CIFAR-NIN")):
+        quantity = f"{network} / smallest perturbation L2 norm"
+        if dataset not in published:
+            continue
+        if ours is None or "min_perturbation_norm" not in ours.columns:
+            out.append(_missing(item, quantity, published[dataset],
+                                "figures/table_5_2.csv has no min_perturbation_norm column", ctx, tol.describe()))
+            continue
+        rows = ours[ours["network"].map(normalize_name) == normalize_name(network)]
+        if rows.empty:
+            out.append(_missing(item, quantity, published[dataset], f"figures/table_5_2.csv has no row {network}",
+                                ctx, tol.describe()))
+            continue
+        out.append(compare_value(item, quantity, rows["min_perturbation_norm"].iloc[0], published[dataset], tol,
+                                 reasons=ctx.known(item)))
+    return out
+
+
+def compare_figure_5_9(ctx: Context) -> list[Comparison]:
+    item = "figure_5_9"
+    examples = ctx.paper.get("figure_5_9_examples") or []
+    return [_not_compared(item, f"{orig} misclassified as {adv}", eps, None,
+                          "an example of one trained network on one test image; our network and samples differ",
+                          ctx) for orig, adv, eps in examples]
+
+
+def _provenance_settings(ctx: Context, artifact: str) -> Mapping[str, Any] | None:
+    record = ctx.json(f"results/provenance/{artifact}.json")
+    if record is None:
+        return None
+    return (record.get("params") or {}).get("settings") or {}
+
+
+def _find_setting(settings: Any, name: str) -> Any:
+    """A key anywhere in a (nested) settings mapping; None when absent."""
+    if isinstance(settings, Mapping):
+        if name in settings:
+            return settings[name]
+        for value in settings.values():
+            found = _find_setting(value, name)
+            if found is not None:
+                return found
+    return None
+
+
+def compare_figure_parameters(item: str, ctx: Context, names: Sequence[str]) -> list[Comparison]:
+    """A figure drawn from a formula: its parameters, as the job that drew it received them
+    (read from the provenance record), against the thesis's."""
+    published = ctx.paper.get(item, {})
+    tol = ctx.tol("exact")
+    settings = _provenance_settings(ctx, f"figures/{item}.png")
+    out = []
+    for name in names:
+        if name not in published:
+            continue
+        if settings is None:
+            out.append(_missing(item, f"parameter {name}", published[name],
+                                f"results/provenance/figures/{item}.png.json was not written", ctx, tol.describe()))
+            continue
+        value = _find_setting(settings, name)
+        if value is None:
+            out.append(_missing(item, f"parameter {name}", published[name],
+                                f"the job that drew figures/{item}.png received no setting {name!r}", ctx,
+                                tol.describe()))
+            continue
+        out.append(compare_value(item, f"parameter {name}", value, published[name], tol, reasons=ctx.known(item)))
+    return out
+
+
+def compare_figure_curve_values(item: str, ctx: Context, data_file: str, x_column: str, y_column: str,
+                                points: Mapping[str, Any], tolerance_class: str = "exact", what: str = "curve",
+                                reasons: Sequence[str] = ()) -> list[Comparison]:
+    """Values the thesis reads off a curve (``{"n4": 1.524}``: the curve at x = 4), against the
+    column ``y_column`` of the figure's data file. A point beyond the range this run's config draws
+    is ``not compared`` (said so), not ``missing``."""
+    tol = ctx.tol(tolerance_class)
+    data = ctx.table(data_file)
+    out = []
+    for name, value in points.items():
+        x = as_number(str(name).lstrip("nNlL"))
+        quantity = f"{what} at {x_column} = {x:g}" if x is not None else f"{what} {name}"
+        if data is None:
+            out.append(_missing(item, quantity, value, f"{data_file} was not produced", ctx, tol.describe()))
+            continue
+        if y_column not in data.columns or x_column not in data.columns:
+            out.append(_missing(item, quantity, value, f"{data_file} has no columns {x_column!r} and {y_column!r}",
+                                ctx, tol.describe()))
+            continue
+        rows = data[data[x_column].astype(float) == x]
+        if rows.empty or rows[y_column].isna().all():
+            out.append(_not_compared(item, quantity, value, None,
+                                     f"this run's {data_file} has no {y_column} at {x_column} = {x:g} "
+                                     f"(its config draws {x_column} up to {data[x_column].max():g})", ctx))
+            continue
+        out.append(compare_value(item, quantity, float(rows[y_column].iloc[0]), value, tol,
+                                 reasons=[*reasons, *ctx.known(item)]))
+    return out
+
+
+def compare_figure_5_12(ctx: Context) -> list[Comparison]:
+    item = "figure_5_12"
+    points = ctx.paper.get(item, {}).get("values", {})
+    data = "figures/figure_5_12.csv"
+    out = compare_figure_parameters(item, ctx, ("epsilon",))
+    out += compare_figure_curve_values(item, ctx, data, "n", "analytic_gain", points, "exact", "(1 - epsilon)^-n")
+    out += compare_figure_curve_values(
+        item, ctx, data, "n", "ratio_median", points, "approximate", "measured bound ratio (median)",
+        reasons=["the thesis's numbers are the analytic curve, which assumes the other layers' kappas do not "
+                 "change; the measured ratio recomputes every kappa of our scaled network"])
+    return out
+
+
+def compare_figure_5_13(ctx: Context) -> list[Comparison]:
+    return compare_figure_parameters("figure_5_13", ctx, ("alpha", "delta", "kappa_L"))
+
+
+def compare_figure_4_3(ctx: Context) -> list[Comparison]:
+    item = "figure_4_3"
+    published = ctx.paper.get(item, {}).get("spambase_min_accuracy_about")
+    tol = ctx.tol("approximate")
+    data_file = "figures/figure_4_3.csv"
+    data = ctx.table(data_file)
+    quantity = "Spambase lowest accuracy over the regularization sweep (thesis: about)"
+    if data is None:
+        return [_missing(item, quantity, published, f"{data_file} was not produced", ctx, tol.describe())]
+    cols = {normalize_name(c): c for c in data.columns}
+    if "dataset" not in cols or "accuracy" not in cols:
+        return [_missing(item, quantity, published, f"{data_file} has no dataset / accuracy columns", ctx,
+                         tol.describe())]
+    rows = data[data[cols["dataset"]].map(normalize_name) == "spambase"]
+    if rows.empty:
+        return [_missing(item, quantity, published, f"{data_file} has no Spambase rows", ctx, tol.describe())]
+    return [compare_value(item, quantity, float(rows[cols["accuracy"]].min()), published, tol,
+                          reasons=ctx.known(item))]
+
+
+COMPARERS: dict[str, Callable[[Context], list[Comparison]]] = {
+    "table_3_1": lambda ctx: compare_published_table("table_3_1", ctx),
+    "table_4_1": compare_table_4_1,
+    "table_4_2": lambda ctx: compare_published_table("table_4_2", ctx),
+    "section_4_3_2": compare_section_4_3_2,
+    "table_4_3": lambda ctx: compare_published_table("table_4_3", ctx),
+    "figure_4_3": compare_figure_4_3,
+    "table_5_1": lambda ctx: compare_published_table("table_5_1", ctx),
+    "section_5_3_1": compare_section_5_3_1,
+    "figure_5_9": compare_figure_5_9,
+    "table_5_2": lambda ctx: compare_published_table("table_5_2", ctx) + compare_table_5_2_extra(ctx),
+    "table_5_3": lambda ctx: compare_published_table("table_5_3", ctx),
+    "figure_5_12": compare_figure_5_12,
+    "figure_5_13": compare_figure_5_13,
+}
+
+
+def compare_item(key: str, ctx: Context) -> list[Comparison]:
+    """The comparisons of one item; an item without published numbers has none. An error while
+    comparing is itself reported (a ``missing`` row naming it), never swallowed silently."""
+    comparer = COMPARERS.get(key)
+    if comparer is None:
+        return []
+    try:
+        return comparer(ctx)
+    except Exception as error:  # noqa: BLE001 - shown in the report, and the report job logs it
+        return [Comparison(key, "comparison", None, None, MISSING,
+                           reasons=[f"comparing failed: {type(error).__name__}: {error}"])]
+
+
+def nan_to_none(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value

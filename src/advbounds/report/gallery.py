@@ -1,0 +1,41 @@
+"""The gallery Snakemake's own ``--report`` browses: one copy of each thesis figure (PNG) and table
+(CSV), filed as ``<out>/chapter<N>/<key>.<ext>`` so the report groups them by chapter. Written to a
+temporary sibling folder and renamed into place, like every other output."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from advbounds.report.catalog import BY_KEY
+
+
+def gallery_name(path: str | Path) -> str:
+    """``figures/table_3_1.csv -> chapter3/table_3_1.csv``; an artifact outside the catalogue is an error."""
+    path = Path(path)
+    item = BY_KEY.get(path.stem)
+    if item is None:
+        raise KeyError(f"{path} is not a thesis table or figure of the catalogue")
+    return f"chapter{item.chapter}/{path.name}"
+
+
+def build_gallery(files: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    written = []
+    try:
+        for source in files:
+            target = tmp / gallery_name(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            written.append(out_dir / gallery_name(source))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return written

@@ -1,0 +1,438 @@
+"""Render a :class:`~advbounds.report.build.ReportModel` as one self-contained HTML page.
+
+No external resources: the stylesheet is inline, images are base64 PNGs, collapsible parts use the
+native ``<details>`` element (no JavaScript). The page reads top-down: run summary and loud banners,
+an overview of every thesis label with its verdict, then one card per item (published beside ours,
+the verdict of every number with its reason, provenance), then the findings and notes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from advbounds.report.build import Artifact, ItemReport, ReportModel
+from advbounds.report.compare import DIFFERS, MISSING, NOT_COMPARED, REPRODUCED, SAME_ORDER, VERDICTS
+
+CSS = """
+:root { --ok:#1b7f3b; --near:#b26b00; --bad:#b3261e; --miss:#6d1b7b; --na:#6b7280; --line:#d9dce1; }
+* { box-sizing: border-box; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:#1f2328;
+       margin:0; background:#f6f7f9; }
+main { max-width: 1280px; margin: 0 auto; padding: 24px 28px 60px; }
+h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 21px; margin: 36px 0 10px; border-bottom: 2px solid var(--line); padding-bottom: 4px; }
+h3 { font-size: 18px; margin: 0 0 6px; } h4 { font-size: 15px; margin: 14px 0 6px; }
+.sub { color:#57606a; margin: 0 0 16px; }
+.card { background:#fff; border:1px solid var(--line); border-radius:8px; padding:16px 18px; margin: 14px 0; }
+.banner { border-radius:8px; padding:12px 16px; margin: 12px 0; font-weight:500; }
+.banner.warn { background:#fff4e5; border:1px solid #f0b45a; }
+.banner.error { background:#fde8e7; border:1px solid #e3928d; color:#7a1712; }
+.banner ul { margin: 6px 0 0; font-weight: 400; }
+.cols { display:grid; grid-template-columns: 1fr 1fr; gap: 18px; }
+.figure-cols { grid-template-columns: 1fr 2fr; }
+@media (max-width: 900px) { .cols, .figure-cols { grid-template-columns: 1fr; } }
+ol.notes li { margin-bottom: 3px; }
+table { border-collapse: collapse; font-size: 13px; margin: 4px 0; }
+th, td { border-bottom:1px solid var(--line); padding: 3px 8px; text-align:left; vertical-align: top; }
+th { background:#f0f2f5; font-weight:600; }
+td.num { text-align:right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.scroll { overflow-x:auto; max-width:100%; }
+.verdict { display:inline-block; border-radius: 10px; padding: 0 8px; font-size: 12px; font-weight:600;
+           color:#fff; white-space:nowrap; }
+.v-reproduced { background: var(--ok); } .v-same-order-of-magnitude { background: var(--near); }
+.v-differs { background: var(--bad); } .v-missing { background: var(--miss); }
+.v-not-compared { background: var(--na); }
+.placeholder { border: 3px dashed var(--miss); color: var(--miss); padding: 24px; text-align:center;
+               font-weight:700; background: repeating-linear-gradient(45deg,#fff,#fff 10px,#f6eef8 10px,#f6eef8 20px); }
+img.figure { max-width: 100%; border:1px solid var(--line); background:#fff; }
+pre { background:#f6f8fa; border:1px solid var(--line); border-radius:6px; padding:8px 10px; overflow-x:auto;
+      font-size:12px; margin: 4px 0; white-space: pre-wrap; }
+code { font-size: 12.5px; background:#f0f2f5; padding: 0 3px; border-radius: 3px; }
+details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }
+.reasons { margin: 4px 0 0 0; padding-left: 18px; font-size: 13px; }
+.muted { color:#57606a; font-size: 13px; }
+.tally span { margin-right: 10px; }
+nav.toc td { font-size: 13px; }
+.kv td:first-child { color:#57606a; white-space: nowrap; }
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value: Any) -> str:
+    """Numbers for humans: 6 significant digits, integers as integers, missing as an em dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "\u2014"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def verdict_badge(verdict: str) -> str:
+    return f'<span class="verdict v-{verdict.replace(" ", "-")}">{esc(verdict)}</span>'
+
+
+def frame_table(frame: pd.DataFrame, max_rows: int = 60) -> str:
+    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    body = []
+    for row in frame.head(max_rows).itertuples(index=False):
+        cells = []
+        for value in row:
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            cells.append(f'<td class="num">{esc(fmt(value))}</td>' if numeric else f"<td>{esc(fmt(value))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = f'<p class="muted">{len(frame) - max_rows} more rows in the CSV</p>' if len(frame) > max_rows else ""
+    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>{more}'
+
+
+def published_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    return frame_table(pd.DataFrame([list(r) for r in rows], columns=list(columns)).astype(object))
+
+
+def markdown(text: str) -> str:
+    """A small Markdown subset (headings, lists, fenced code, paragraphs, inline code/bold/links) for
+    the findings document; anything else stays readable as plain text."""
+    out: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    paragraph: list[str] = []
+    list_tag: str | None = None
+
+    def inline(s: str) -> str:
+        s = esc(s)
+        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+        s = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
+        s = re.sub(r"(?<![*\w])\*([^*\s][^*]*)\*(?!\w)", r"<em>\1</em>", s)
+        s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', s)
+        return s
+
+    def close_paragraph() -> None:
+        if paragraph:
+            out.append("<p>" + inline(" ".join(paragraph)) + "</p>")
+            paragraph.clear()
+
+    def close_list() -> None:
+        nonlocal list_tag
+        if list_tag:
+            out.append(f"</{list_tag}>")
+            list_tag = None
+
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("```"):
+            close_paragraph()
+            close_list()
+            block = []
+            i += 1
+            while i < len(lines) and not lines[i].startswith("```"):
+                block.append(lines[i])
+                i += 1
+            out.append("<pre>" + esc("\n".join(block)) + "</pre>")
+        elif m := re.match(r"^(#{1,6})\s+(.*)", line):
+            close_paragraph()
+            close_list()
+            level = min(6, len(m.group(1)) + 2)
+            out.append(f"<h{level}>{inline(m.group(2))}</h{level}>")
+        elif m := re.match(r"^\s*([-*+]|\d+[.)])\s+(.*)", line):
+            close_paragraph()
+            tag = "ol" if m.group(1)[0].isdigit() else "ul"
+            if list_tag != tag:
+                close_list()
+                out.append(f"<{tag}>")
+                list_tag = tag
+            item = [m.group(2)]
+            while i + 1 < len(lines) and lines[i + 1].startswith("  ") and not re.match(
+                    r"^\s*([-*+]|\d+[.)])\s", lines[i + 1]):
+                i += 1
+                item.append(lines[i].strip())
+            out.append("<li>" + inline(" ".join(item)) + "</li>")
+        elif not line.strip():
+            close_paragraph()
+            close_list()
+        else:
+            close_list()
+            paragraph.append(line.strip())
+        i += 1
+    close_paragraph()
+    close_list()
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pieces
+# ------------------------------------------------------------------------------------------------
+
+
+def _comparison_table(item: ItemReport) -> str:
+    if not item.comparisons:
+        return ('<p class="muted">The thesis gives no number for this item; it is shown for visual '
+                "comparison.</p>")
+    notes = {reason: i + 1 for i, reason in enumerate(item.known_reasons)}
+    rows = []
+    for c in item.comparisons:
+        # reasons known for the whole item are numbered once below the table; a row cites them
+        own = [r for r in c.reasons if r not in notes]
+        cited = sorted({notes[r] for r in c.reasons if r in notes})
+        reasons = "".join(f"<li>{esc(r)}</li>" for r in own)
+        if cited:
+            reasons += "<li>see " + ", ".join(f"[{n}]" for n in cited) + "</li>"
+        ratio = fmt(c.ratio) if c.ratio is not None else "\u2014"
+        rows.append(
+            f"<tr><td>{esc(c.quantity)}</td><td class=\"num\">{esc(fmt(c.published))}</td>"
+            f"<td class=\"num\">{esc(fmt(c.reproduced))}</td><td class=\"num\">{esc(fmt(c.difference))}</td>"
+            f"<td class=\"num\">{esc(ratio)}</td><td>{verdict_badge(c.verdict)}</td>"
+            f"<td><ul class=\"reasons\">{reasons}</ul></td></tr>")
+    return ('<div class="scroll"><table><tr><th>quantity</th><th>thesis</th><th>ours</th><th>ours \u2212 thesis</th>'
+            "<th>ours / thesis</th><th>verdict</th><th>reason</th></tr>" + "".join(rows) + "</table></div>")
+
+
+def _published_panel(item: ItemReport, paper_rows: Mapping[str, Any] | None) -> str:
+    parts = ["<h4>Thesis (published)</h4>"]
+    if paper_rows and "columns" in paper_rows and "rows" in paper_rows:
+        parts.append(published_table(paper_rows["columns"], paper_rows["rows"]))
+    if item.published_text:
+        parts.append(f"<details><summary>as copied into reference/paper_values.yaml</summary>"
+                     f"<pre>{esc(item.published_text)}</pre></details>")
+    elif not paper_rows:
+        parts.append('<p class="muted">paper_values.yaml holds no number for this item; the thesis shows '
+                     "it as a picture.</p>")
+    return "".join(parts)
+
+
+def _ours_panel(item: ItemReport) -> str:
+    parts = ["<h4>This run</h4>"]
+    if item.item.kind == "text":
+        parts.append('<p class="muted">Numbers the thesis states in its text; ours are computed from the '
+                     "per-sample results and model metrics (see the table below).</p>")
+        return "".join(parts)
+    missing = [a.path for a in item.artifacts if not a.exists]
+    if missing:
+        parts.append('<div class="placeholder">MISSING ARTIFACT<br>' + "<br>".join(esc(m) for m in missing)
+                     + f"<br><span style=\"font-weight:400\">build it with <code>snakemake --cores all "
+                       f"{esc(item.item.target)}</code></span></div>")
+    if item.table is not None:
+        parts.append(frame_table(item.table))
+    if item.image_b64:
+        parts.append(f'<img class="figure" alt="{esc(item.item.label)}" '
+                     f'src="data:image/png;base64,{item.image_b64}">')
+    for path, frame in item.data_tables.items():
+        parts.append(f"<details><summary>the figure's data: <code>{esc(path)}</code></summary>"
+                     f"{frame_table(frame, max_rows=40)}</details>")
+    return "".join(parts)
+
+
+def _kv(rows: Iterable[tuple[str, str]]) -> str:
+    return '<table class="kv">' + "".join(f"<tr><td>{esc(k)}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _json(value: Any) -> str:
+    return "<pre>" + esc(json.dumps(value, indent=2, sort_keys=True, default=str)) + "</pre>"
+
+
+def provenance_block(artifact: Artifact) -> str:
+    if not artifact.exists:
+        return f"<p><code>{esc(artifact.path)}</code>: missing</p>"
+    record = artifact.provenance
+    head = f"<code>{esc(artifact.path)}</code> ({artifact.size:,} bytes, sha256 {artifact.sha256[:16]}\u2026)"
+    if record is None:
+        return (f"<p>{head}</p><div class=\"banner error\">No provenance record at "
+                f"<code>results/provenance/{esc(artifact.path)}.json</code>: the job did not go through "
+                "advbounds.jobs.run_job.</div>")
+    summary = artifact.summary
+    packages = record.get("packages", {})
+    rows = [
+        ("rule", f"<code>{esc(record.get('rule'))}</code> {esc(json.dumps(record.get('wildcards', {})))}"),
+        ("config values (params)", _json((record.get("params") or {}))),
+        ("seed", esc(record.get("seed"))),
+        ("device", f"{esc(record.get('device'))} ({esc(record.get('device_name', ''))}), "
+                   f"{esc(record.get('threads', '?'))} thread(s)"),
+        ("runtime", f"{float(record.get('runtime_s', 0)):.2f} s (this job); "
+                    f"{summary['runtime_s']:.2f} s over the {summary['jobs']} job(s) that fed it"),
+        ("finished", esc(record.get("finished_at", ""))),
+        ("git commit", f"<code>{esc(record.get('git_commit', ''))}</code>"),
+        ("python / packages", f"{esc(record.get('python', ''))}; "
+                              + ", ".join(f"{esc(k)} {esc(v)}" for k, v in sorted(packages.items()))),
+    ]
+    upstream = artifact.lineage[1:]
+    lineage = ""
+    if upstream:
+        lines = "".join(
+            f"<tr><td><code>{esc(job.get('rule'))}</code></td><td>{esc(json.dumps(job.get('wildcards', {})))}</td>"
+            f"<td class=\"num\">{esc(job.get('seed'))}</td><td>{esc(job.get('device'))}</td>"
+            f"<td class=\"num\">{float(job.get('runtime_s', 0)):.2f}</td>"
+            f"<td><code>{esc(str(job.get('git_commit', ''))[:12])}</code></td>"
+            f"<td><details><summary>params</summary>{_json(job.get('params', {}))}</details></td></tr>"
+            for job in upstream)
+        lineage = (f"<details><summary>{len(upstream)} upstream job(s) that fed this artifact</summary>"
+                   "<table><tr><th>rule</th><th>wildcards</th><th>seed</th><th>device</th><th>runtime s</th>"
+                   f"<th>commit</th><th>config values</th></tr>{lines}</table></details>")
+    mixed = []
+    for key, label in (("seeds", "seeds"), ("devices", "devices"), ("git_commits", "git commits")):
+        if len(summary[key]) > 1:
+            mixed.append(f"upstream jobs ran with different {label}: {esc(summary[key])}")
+    if isinstance(summary["packages"], list):
+        mixed.append("upstream jobs ran with different package versions")
+    warning = "".join(f'<div class="banner warn">{m}</div>' for m in mixed)
+    return f"<p>{head}</p>{_kv(rows)}{warning}{lineage}"
+
+
+def _item_card(item: ItemReport, paper: Mapping[str, Any]) -> str:
+    it = item.item
+    target = (f'<span class="muted">target: <code>snakemake --cores all {esc(it.target)}</code></span>'
+              if it.target else "")
+    badge = verdict_badge(item.verdict) if it.generated else ""
+    head = (f'<div class="card" id="{esc(it.anchor)}"><h3>{esc(it.label)}: {esc(it.caption)} '
+            f"{badge}</h3><p class=\"muted\">Section {esc(it.section)}. {target}</p>")
+    if not it.generated:
+        return head + f'<p class="muted">Not regenerated: {esc(it.why_not_generated)}.</p></div>'
+    paper_rows = next((paper[k] for k in it.paper_keys if isinstance(paper.get(k), Mapping)), None)
+    if it.kind == "figure":  # the picture gets the room; the published numbers (if any) sit beside it
+        body = [f'<div class="cols figure-cols"><div>{_published_panel(item, paper_rows)}</div>'
+                f"<div>{_ours_panel(item)}</div></div>"]
+    else:  # tables: the published one above ours, both full width (they are wide)
+        body = [_published_panel(item, paper_rows), _ours_panel(item)]
+    body += ["<h4>Comparison</h4>", _comparison_table(item)]
+    problems = [p for p in item.problems if not p.endswith(" is missing")]  # the placeholder shows those
+    if problems:
+        body.append('<div class="banner error">Problems:<ul>' + "".join(f"<li>{esc(p)}</li>" for p in problems)
+                    + "</ul></div>")
+    if item.known_reasons:
+        body.append("<h4>What we know about the differences</h4><ol class=\"reasons notes\">"
+                    + "".join(f"<li>{esc(r)}</li>" for r in item.known_reasons) + "</ol>")
+    if item.findings:
+        body.append('<p class="muted">Findings that concern this item: '
+                    + ", ".join(f'<a href="#{esc(f.anchor)}">{esc(f.heading or f.anchor)}</a>' for f in item.findings)
+                    + "</p>")
+    if item.artifacts:
+        body.append(f"<details><summary>Provenance of the {len(item.artifacts)} artifact file(s)</summary>"
+                    + "".join(provenance_block(a) for a in item.artifacts) + "</details>")
+    return head + "".join(body) + "</div>"
+
+
+def _overview(model: ReportModel) -> str:
+    rows = []
+    for item in model.items:
+        it = item.item
+        counts = {v: 0 for v in VERDICTS}
+        for c in item.comparisons:
+            counts[c.verdict] += 1
+        numbers = ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "\u2014"
+        rows.append(f'<tr><td><a href="#{esc(it.anchor)}">{esc(it.label)}</a></td><td>{esc(it.caption)}</td>'
+                    f"<td>{f'<code>{esc(it.target)}</code>' if it.target else chr(0x2014)}</td>"
+                    f"<td>{verdict_badge(item.verdict) if it.generated else '<span class=muted>from the literature</span>'}"
+                    f"</td><td>{esc(numbers)}</td></tr>")
+    return ('<nav class="toc card"><h3>Every table and figure of the thesis</h3><div class="scroll"><table>'
+            "<tr><th>thesis</th><th>caption</th><th>target</th><th>verdict (worst number)</th><th>numbers</th></tr>"
+            + "".join(rows) + "</table></div></nav>")
+
+
+def _tolerances(settings: Mapping[str, Any]) -> str:
+    rows = []
+    for name, spec in (settings.get("tolerances") or {}).items():
+        parts = [f"{k} = {fmt(v)}" for k, v in spec.items()]
+        rows.append(f"<tr><td><code>{esc(name)}</code></td><td>{esc(', '.join(parts))}</td></tr>")
+    return ("<details><summary>How verdicts are decided (config <code>report:</code>)</summary>"
+            "<p><b>reproduced</b>: |ours \u2212 thesis| \u2264 max(abs, rel \u00b7 |thesis|) (or half a unit in "
+            "the thesis's last printed digit, where enabled); for one-sided statements (\u201cabove 99 %\u201d) "
+            "ours satisfies the inequality. <b>same order of magnitude</b>: same sign and "
+            f"|log10(ours / thesis)| \u2264 {esc(fmt(settings.get('order_of_magnitude')))}. <b>differs</b>: otherwise. "
+            "<b>missing</b>: the pipeline produced no value (a loud placeholder). <b>not compared</b>: the thesis "
+            "gives no number.</p><table><tr><th>tolerance class</th><th>values</th></tr>" + "".join(rows)
+            + "</table><p class=\"muted\">Closed forms (Table 4.1, the parameters and values of Figures 5.12 and "
+              "5.13) use <code>exact</code>; statistics of experiments use <code>statistical</code>; values the "
+              "thesis gives as \u201cabout\u201d use <code>approximate</code>.</p></details>")
+
+
+def _collapsible(what: str, entries: Sequence[str], open_up_to: int = 8) -> str:
+    items = "<ul>" + "".join(f"<li>{e}</li>" for e in entries) + "</ul>"
+    if len(entries) <= open_up_to:
+        return items
+    return f"<details><summary>{len(entries)} {esc(what)}</summary>{items}</details>"
+
+
+def render_html(model: ReportModel) -> str:
+    paper = model.paper
+    run = model.run
+    counts = model.tally
+    tally_html = "".join(f"<span>{verdict_badge(v)} {counts[v]}</span>" for v in VERDICTS)
+    banners = []
+    if model.context_reasons:
+        banners.append('<div class="banner warn">' + "<br>".join(esc(r) for r in model.context_reasons) + "</div>")
+    missing = [a.path for item in model.items for a in item.artifacts if not a.exists]
+    if missing:
+        banners.append(f'<div class="banner error">{len(missing)} artifact file(s) of the thesis are missing; '
+                       "their places below hold placeholders."
+                       + _collapsible("the missing files", [f"<code>{esc(m)}</code>" for m in missing]) + "</div>")
+    problems = [p for p in model.problems if not p.endswith(" is missing")]
+    if problems:
+        banners.append(f'<div class="banner error">{len(problems)} problem(s) while comparing.'
+                       + _collapsible("the problems", [esc(p) for p in problems]) + "</div>")
+    run_rows = [(k, esc(fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v))) for k, v in run.items()]
+
+    chapters: dict[int, list[str]] = {}
+    for item in model.items:
+        chapters.setdefault(item.item.chapter, []).append(_item_card(item, paper))
+    titles = {1: "Introduction", 2: "Preliminaries", 3: "Linear classifiers", 4: "Multi-Layer Perceptrons",
+              5: "Convolutional Neural Networks"}
+    sections = "".join(f"<h2>Chapter {n}: {esc(titles.get(n, ''))}</h2>" + "".join(cards)
+                       for n, cards in sorted(chapters.items()))
+
+    others = ""
+    if model.other_artifacts:
+        others = ("<h2>Other artifacts of the run</h2><div class=\"card\">"
+                  + "".join(f"<details><summary><code>{esc(a.path)}</code></summary>{provenance_block(a)}</details>"
+                            for a in model.other_artifacts) + "</div>")
+    appendix = ["<h2>Findings and notes</h2>"]
+    if model.findings:
+        appendix.append(f'<div class="card"><p class="muted">From <code>{esc(model.findings_source)}</code>, '
+                        "block by block; each verdict above cites the blocks that name its item.</p>")
+        heading = None
+        for finding in model.findings:
+            if finding.heading != heading:
+                heading = finding.heading
+                appendix.append(f"<h4>{esc(heading)}</h4>")
+            appendix.append(f'<div id="{esc(finding.anchor)}">{markdown(finding.text)}</div>')
+        appendix.append("</div>")
+    else:
+        appendix.append('<div class="banner warn">No findings document (docs/findings.md) was found; verdicts '
+                        "cite only the notes of paper_values.yaml.</div>")
+    if model.paper_notes:
+        appendix.append('<div class="card"><h4>Inconsistencies noted in reference/paper_values.yaml</h4><ul>'
+                        + "".join(f"<li><b>{esc(k)}</b>: {esc(n)}</li>" for k, notes in model.paper_notes.items()
+                                  for n in notes) + "</ul></div>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Replication report: Robustness of Classifiers to Adversarial Perturbations</title>
+<style>{CSS}</style></head><body><main>
+<h1>Robustness of Classifiers to Adversarial Perturbations: replication report</h1>
+<p class="sub">J. Peck, Ghent University, 2017. Every table and figure of the thesis beside the published
+value, with a verdict per number and the provenance of every artifact.</p>
+<div class="card"><div class="tally"><b>Numbers compared:</b> {tally_html}</div>
+{_kv(run_rows)}{_tolerances(model.settings)}</div>
+{''.join(banners)}
+{_overview(model)}
+{sections}
+{others}
+{''.join(appendix)}
+</main></body></html>
+"""
+
+
+__all__ = ["render_html", "markdown", "fmt", "esc", "provenance_block", "REPRODUCED", "SAME_ORDER", "DIFFERS",
+           "MISSING", "NOT_COMPARED"]

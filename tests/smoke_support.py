@@ -1,0 +1,242 @@
+"""Shared machinery of the workflow tests (incremental, determinism, robustness, notebooks).
+
+The smoke config runs in private copies of the repository (never in the checkout itself, so a test
+run never touches a developer's results). :func:`smoke_run` runs the whole smoke DAG once per pytest
+process and every test module shares it; tests that modify a tree work on :func:`clone` copies of it.
+
+``snakemake -n`` output is parsed into :class:`PlannedJob` records (rule, wildcards, outputs, reason),
+and :func:`provenance_graph` reads the provenance records jobs.py wrote during the run: who produced
+which file from which inputs. The tests use that record of what really happened to predict which
+jobs a change must rerun, and compare the prediction with Snakemake's dry-run plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE_CONFIG = "config/smoke.yaml"
+#: generated or environment-specific paths a fresh copy must not carry (as in .gitignore)
+TOP_LEVEL_EXCLUDES = {".git", ".venv", "results", "resources", "logs", ".snakemake", "benchmarks", ".pytest_cache",
+                      ".hypothesis", "build", "dist"}
+EVERYWHERE_EXCLUDES = {"__pycache__", ".ipynb_checkpoints"}
+SNAKEMAKE_TIMEOUT = int(os.environ.get("ADVBOUNDS_SMOKE_TIMEOUT", "1500"))
+
+
+def snakemake_cmd(*args: str, cores: int = 2, configfile: str | None = SMOKE_CONFIG) -> list[str]:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores)]
+    if configfile:
+        # the "=" form: --configfile takes several values and would swallow a following target
+        cmd.append(f"--configfile={configfile}")
+    return cmd + list(args)
+
+
+def run_snakemake(workdir: Path, *args: str, cores: int = 2, configfile: str | None = SMOKE_CONFIG,
+                  timeout: int = SNAKEMAKE_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(snakemake_cmd(*args, cores=cores, configfile=configfile), cwd=workdir,
+                          capture_output=True, text=True, timeout=timeout, env=_env())
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed in {workdir} (exit {proc.returncode}):\n"
+                             + _tail(proc.stdout + "\n" + proc.stderr) + _failed_logs(workdir))
+    return proc
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # one thread per job on the shared CI cores; plots without a display
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("MKL_NUM_THREADS", "1")
+    env.setdefault("MPLBACKEND", "Agg")
+    return env
+
+
+def _tail(text: str, n: int = 6000) -> str:
+    return text[-n:]
+
+
+def _failed_logs(workdir: Path, n: int = 3000) -> str:
+    logs = sorted((workdir / "logs").rglob("*.log"), key=lambda p: p.stat().st_mtime)[-3:] \
+        if (workdir / "logs").exists() else []
+    return "".join(f"\n--- {p.relative_to(workdir)} ---\n{p.read_text(errors='replace')[-n:]}" for p in logs)
+
+
+def copy_repo(dest: Path) -> Path:
+    """A fresh copy of the repository's sources (what git would see), without generated files:
+    no results, downloads, logs, Snakemake metadata or rendered figures."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        here = Path(folder).resolve()
+        skipped = {n for n in names if n in EVERYWHERE_EXCLUDES or n.endswith(".egg-info")}
+        if here == REPO:
+            skipped |= TOP_LEVEL_EXCLUDES & set(names)
+        elif here == REPO / "figures":
+            skipped |= {n for n in names if n != "README.md"}
+        return skipped
+
+    shutil.copytree(REPO, dest, ignore=ignore, dirs_exist_ok=True, symlinks=True)
+    return dest
+
+
+def clone(tree: Path, dest: Path) -> Path:
+    """A copy of a completed run: results, figures, .snakemake metadata and mtimes preserved."""
+    shutil.copytree(tree, dest, dirs_exist_ok=True, symlinks=True, copy_function=shutil.copy2)
+    return dest
+
+
+@dataclass
+class SmokeRun:
+    path: Path
+    seconds: float
+    stdout: str
+
+
+_CACHE: dict[str, SmokeRun] = {}
+
+
+def smoke_run(tmp_path_factory: Any, name: str = "smoke") -> SmokeRun:
+    """The whole smoke DAG, run once per pytest process per ``name`` (``smoke`` is shared by every
+    workflow test; the determinism test asks for a second, independent ``smoke-2``)."""
+    if name not in _CACHE and name == "smoke" and os.environ.get("ADVBOUNDS_SMOKE_TREE"):
+        # development shortcut: reuse a completed smoke run (e.g. a previous test session's tree);
+        # tests never modify it (the ones that change files work on clones)
+        tree = Path(os.environ["ADVBOUNDS_SMOKE_TREE"]).resolve()
+        assert (tree / "figures" / "report.html").exists(), f"{tree} holds no completed smoke run"
+        _CACHE[name] = SmokeRun(tree, 0.0, "")
+    if name not in _CACHE:
+        tree = copy_repo(tmp_path_factory.mktemp(name))
+        started = time.perf_counter()
+        proc = run_snakemake(tree)
+        _CACHE[name] = SmokeRun(tree, time.perf_counter() - started, proc.stdout + proc.stderr)
+    return _CACHE[name]
+
+
+# ------------------------------------------------------------------------------------------------
+# dry-run plans
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    rule: str
+    wildcards: tuple[tuple[str, str], ...] = ()
+    output: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return (self.rule, self.wildcards)
+
+
+_RULE_LINE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\S+):\s*$")
+_FIELD_LINE = re.compile(r"^\s+(input|output|log|jobid|reason|wildcards|resources|benchmark|threads): ?(.*)$")
+
+
+def parse_dry_run(text: str) -> list[PlannedJob]:
+    """The jobs of a ``snakemake -n`` run: every ``rule <name>:`` block with its fields."""
+    jobs: list[PlannedJob] = []
+    current: dict[str, Any] | None = None
+
+    def flush() -> None:
+        if current is not None:
+            wildcards = tuple(sorted(
+                tuple(part.split("=", 1)) for part in _split_list(current.get("wildcards", "")) if "=" in part))
+            jobs.append(PlannedJob(current["rule"], wildcards, tuple(_split_list(current.get("output", ""))),
+                                   current.get("reason", "")))
+
+    for line in text.splitlines():
+        match = _RULE_LINE.match(line)
+        if match:
+            flush()
+            current = {"rule": match.group(1)}
+            continue
+        field_match = _FIELD_LINE.match(line)
+        if current is not None and field_match:
+            current[field_match.group(1)] = field_match.group(2).strip()
+        elif current is not None and not line.strip():
+            flush()
+            current = None
+    flush()
+    return jobs
+
+
+def _split_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(", ") if part.strip()]
+
+
+def dry_run(workdir: Path, *args: str, configfile: str | None = SMOKE_CONFIG) -> list[PlannedJob]:
+    proc = run_snakemake(workdir, "-n", "--quiet=host", *args, cores=1, configfile=configfile, timeout=600)
+    return parse_dry_run(proc.stdout + "\n" + proc.stderr)
+
+
+def job_keys(jobs: Iterable[PlannedJob], skip: Sequence[str] = ("all",)) -> set[tuple]:
+    return {job.key for job in jobs if job.rule not in skip}
+
+
+# ------------------------------------------------------------------------------------------------
+# what the run actually did (provenance)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProvenanceGraph:
+    producer: dict[str, tuple] = field(default_factory=dict)  # output path -> job key
+    inputs: dict[tuple, set[str]] = field(default_factory=dict)  # job key -> input paths
+    params: dict[tuple, Mapping[str, Any]] = field(default_factory=dict)
+
+    def consumers(self, path: str) -> set[tuple]:
+        return {job for job, ins in self.inputs.items() if path in ins}
+
+    def outputs(self, job: tuple) -> set[str]:
+        return {path for path, producer in self.producer.items() if producer == job}
+
+    def downstream(self, jobs: Iterable[tuple]) -> set[tuple]:
+        """Every job that (transitively) reads an output of ``jobs``, not counting ``jobs`` themselves."""
+        seen: set[tuple] = set()
+        frontier = list(jobs)
+        while frontier:
+            job = frontier.pop()
+            for path in self.outputs(job):
+                for consumer in self.consumers(path):
+                    if consumer not in seen:
+                        seen.add(consumer)
+                        frontier.append(consumer)
+        return seen - set(jobs)
+
+    def upstream(self, path: str) -> set[tuple]:
+        """Every job whose output (transitively) feeds ``path``, the producer of ``path`` included."""
+        seen: set[tuple] = set()
+        frontier = [path]
+        while frontier:
+            current = frontier.pop()
+            job = self.producer.get(current)
+            if job is None or job in seen:
+                continue
+            seen.add(job)
+            frontier.extend(self.inputs.get(job, ()))
+        return seen
+
+    def jobs_of_rule(self, rule: str) -> set[tuple]:
+        return {job for job in self.inputs if job[0] == rule}
+
+
+def provenance_graph(tree: Path) -> ProvenanceGraph:
+    graph = ProvenanceGraph()
+    root = tree / "results" / "provenance"
+    for record_path in root.rglob("*.json"):
+        record = json.loads(record_path.read_text())
+        key = (record["rule"], tuple(sorted((str(k), str(v)) for k, v in record.get("wildcards", {}).items())))
+        output = record.get("output") or str(record_path.relative_to(root))[: -len(".json")]
+        graph.producer[output] = key
+        graph.inputs[key] = set(record.get("inputs", []))
+        graph.params[key] = record.get("params", {})
+    return graph
