@@ -16,7 +16,7 @@ if abs(_split["train"] + _split["test"] + _split["val"] - 1.0) > 1e-9:
     )
 
 DATA_DIR = config["data_dir"]
-# One software environment for every rule (used with --use-conda): environment.yml installs this
+# One software environment for all rules (used with --use-conda): environment.yml installs this
 # package, and pyproject.toml is the one list of dependencies. Relative to workflow/rules/.
 CONDA_ENV = "../../environment.yml"
 DATASETS = ["iris", "wine", "spambase", "mnist", "cifar10"]
