@@ -23,24 +23,11 @@ for _key, _names in _ch5_named.items():
         if _name not in CH5["models"]:
             raise ValueError(f"config key {_key} names model {_name!r}, which is not in chapter5.models "
                              f"({', '.join(CH5_MODELS)})")
-TABLE_EXT = ["csv", "md", "tex"]
-FIGURE_EXT = ["pdf", "png"]
+CH5_TABLE_EXT = ["csv", "md", "tex"]
+CH5_FIGURE_EXT = ["pdf", "png"]
 
 
-def ch5_data(model):
-    return f"results/data/{CH5['models'][model]['dataset']}.pt"
-
-
-def ch5_per_model(pattern, models):
-    return [pattern.format(model=m) for m in models]
-
-
-def ch5_table(label):
-    return [f"figures/table_{label}.{ext}" for ext in TABLE_EXT]
-
-
-def ch5_figure(label):
-    return [f"figures/figure_{label}.{ext}" for ext in FIGURE_EXT]
+include: "chapter5_functions.smk"
 
 
 CH5_TARGETS = [
@@ -133,16 +120,6 @@ rule ch5_attack:
         "../scripts/ch5_attack.py"
 
 
-def ch5_model_inputs(models, bounds=True):
-    files = {
-        "attacks": ch5_per_model("results/attacks/{model}.csv", models),
-        "metrics": ch5_per_model("results/models/{model}.metrics.json", models),
-    }
-    if bounds:
-        files["bounds"] = ch5_per_model("results/bounds/{model}.csv", models)
-    return files
-
-
 rule ch5_table_5_1:
     """Table 5.1: normalized theoretical and empirical bounds and FGS rate, both normalizations."""
     input:
@@ -202,7 +179,7 @@ rule ch5_figure_dataset:
     input:
         data=lambda wc: {"5_1": "results/data/mnist.pt", "5_3": "results/data/cifar10.pt"}[wc.label],
     output:
-        expand("figures/figure_{{label}}.{ext}", ext=FIGURE_EXT),
+        expand("figures/figure_{{label}}.{ext}", ext=CH5_FIGURE_EXT),
     log:
         "logs/ch5_figures/figure_{label}.log",
     benchmark:
@@ -224,7 +201,7 @@ rule ch5_figure_examples:
         attacks=lambda wc: f"results/attacks/{CH5_FIG[f'figure_{wc.label}']['model']}.csv",
         data=lambda wc: ch5_data(CH5_FIG[f"figure_{wc.label}"]["model"]),
     output:
-        expand("figures/figure_{{label}}.{ext}", ext=FIGURE_EXT),
+        expand("figures/figure_{{label}}.{ext}", ext=CH5_FIGURE_EXT),
     log:
         "logs/ch5_figures/figure_{label}.log",
     benchmark:
@@ -246,7 +223,7 @@ rule ch5_figure_5_10:
     input:
         **ch5_model_inputs(CH5["networks"], bounds=False),
     output:
-        expand("figures/figure_5_10.{ext}", ext=FIGURE_EXT),
+        expand("figures/figure_5_10.{ext}", ext=CH5_FIGURE_EXT),
         counts="figures/figure_5_10_counts.csv",
     log:
         "logs/ch5_figures/figure_5_10.log",
@@ -265,7 +242,7 @@ rule ch5_figure_5_11:
     input:
         attacks=ch5_per_model("results/attacks/{model}.csv", CH5["networks"]),
     output:
-        expand("figures/figure_5_11.{ext}", ext=FIGURE_EXT),
+        expand("figures/figure_5_11.{ext}", ext=CH5_FIGURE_EXT),
     log:
         "logs/ch5_figures/figure_5_11.log",
     benchmark:
@@ -284,7 +261,7 @@ rule ch5_figure_5_12:
         model=f"results/models/{CH5_FIG['figure_5_12']['model']}.pt",
         data=ch5_data(CH5_FIG["figure_5_12"]["model"]),
     output:
-        expand("figures/figure_5_12.{ext}", ext=FIGURE_EXT),
+        expand("figures/figure_5_12.{ext}", ext=CH5_FIGURE_EXT),
         table="figures/figure_5_12.csv",
     log:
         "logs/ch5_figures/figure_5_12.log",
@@ -306,7 +283,7 @@ rule ch5_figure_5_13:
     input:
         bounds=f"results/bounds/{CH5_FIG['figure_5_13']['model']}.csv",
     output:
-        expand("figures/figure_5_13.{ext}", ext=FIGURE_EXT),
+        expand("figures/figure_5_13.{ext}", ext=CH5_FIGURE_EXT),
         table="figures/figure_5_13.csv",
     log:
         "logs/ch5_figures/figure_5_13.log",
@@ -323,17 +300,13 @@ rule ch5_figure_5_13:
 CH5_ITERATIVE = {k: v for k, v in CH5_FIG["figure_2_5"].items() if k not in ("model", "extra_models")}
 
 
-def ch5_iterative_model(wc):
-    return wc.get("model") or CH5_FIG["figure_2_5"]["model"]
-
-
 rule ch5_figure_2_5:
     """Figure 2.5: iterative FGS perturbation of one test image (CIFAR-NIN, as in the thesis)."""
     input:
         model=lambda wc: f"results/models/{ch5_iterative_model(wc)}.pt",
         data=lambda wc: ch5_data(ch5_iterative_model(wc)),
     output:
-        expand("figures/figure_2_5.{ext}", ext=FIGURE_EXT),
+        expand("figures/figure_2_5.{ext}", ext=CH5_FIGURE_EXT),
     log:
         "logs/ch5_figures/figure_2_5.log",
     benchmark:
@@ -351,7 +324,7 @@ rule ch5_figure_2_5:
 
 use rule ch5_figure_2_5 as ch5_figure_2_5_model with:
     output:
-        [f"figures/figure_2_5_{{model,{CH5_MODEL_RE}}}.{ext}" for ext in FIGURE_EXT],
+        [f"figures/figure_2_5_{{model,{CH5_MODEL_RE}}}.{ext}" for ext in CH5_FIGURE_EXT],
     log:
         "logs/ch5_figures/figure_2_5_{model}.log",
     benchmark:
