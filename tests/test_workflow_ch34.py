@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import smoke_support
 import yaml
 
 pytestmark = pytest.mark.workflow
@@ -27,29 +27,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
 CH3, CH4 = SMOKE["chapter3"], SMOKE["chapter4"]
 DATASETS = list(CH4["trained"]["datasets"])
-COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "results", "resources", "logs", ".snakemake", "__pycache__",
-                                     ".pytest_cache", ".hypothesis", "*.egg-info", "figures", "benchmarks")
 
 TABLES = ["table_3_1", "table_4_1", "table_4_2", "table_4_3", "section_4_3_2", "comparison_chapters34"]
 FIGURES = ["figure_2_1", "figure_3_1", "figure_3_2", "figure_4_1", "figure_4_2", "figure_4_3"]
 TARGETS = ["chapter3", "chapter4"]
 
 
-def snakemake(work: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(work: Path, *targets: str, flags: tuple[str, ...] = (), timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml", "--", *args]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *flags, "--configfile", "config/smoke.yaml", "--",
+           *targets]
     return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("ch34") / "repo"
-    shutil.copytree(ROOT, work, ignore=COPY_IGNORE)
-    done = snakemake(work, *TARGETS)
-    if done.returncode != 0:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((work / "logs").rglob("*.log"))[-5:])
-        pytest.fail(f"snakemake failed ({done.returncode}):\n{done.stderr[-6000:]}\n{logs}")
-    return work
+    """The whole smoke DAG, run once per test session and shared by every workflow test."""
+    return smoke_support.smoke_run(tmp_path_factory).path
 
 
 def table(run: Path, name: str) -> pd.DataFrame:
@@ -177,7 +171,7 @@ def test_comparison_table(run):
 
 
 def test_a_second_run_has_nothing_to_do(run):
-    done = snakemake(run, "-n", *TARGETS, timeout=300)
+    done = snakemake(run, *TARGETS, flags=("-n",), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     output = done.stdout + done.stderr
     assert "Nothing to be done" in output, output[-4000:]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import smoke_support
 import yaml
 
 pytestmark = pytest.mark.workflow
@@ -24,8 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
 CH5 = SMOKE["chapter5"]
 MODELS = list(CH5["models"])
-COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "results", "resources", "logs", ".snakemake", "__pycache__",
-                                     ".pytest_cache", ".hypothesis", "*.egg-info", "figures")
 
 TABLES = ["table_5_1", "table_5_2", "table_5_3"]
 FIGURES = ["figure_5_1", "figure_5_3", "figure_5_8", "figure_5_9", "figure_5_10", "figure_5_11", "figure_5_12",
@@ -35,15 +33,8 @@ DATA_FILES = ["figure_5_10_counts.csv", "figure_5_12.csv", "figure_5_13.csv"]
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("ch5") / "repo"
-    shutil.copytree(ROOT, work, ignore=COPY_IGNORE)
-    (work / "figures").mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml", "--", "chapter5"]
-    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((work / "logs").rglob("*.log"))[-5:])
-        pytest.fail(f"snakemake failed ({done.returncode}):\n{done.stderr[-6000:]}\n{logs}")
-    return work
+    """The whole smoke DAG, run once per test session and shared by every workflow test."""
+    return smoke_support.smoke_run(tmp_path_factory).path
 
 
 def table(run: Path, name: str) -> pd.DataFrame:
