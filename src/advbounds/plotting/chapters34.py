@@ -100,6 +100,11 @@ def deviation_boxplots(frame: pd.DataFrame, *, x: str, y: str, hue: str | None =
     ax.axhline(0, color="tab:red", linewidth=0.8, linestyle=":")
     if symlog:
         ax.set_yscale("symlog", linthresh=float(symlog))
+        # no empty negative decade; a negative value (a violation) still stays in view
+        lowest = float(np.nanmin(frame[y])) if len(frame) else 0.0
+        highest = float(np.nanmax(frame[y])) if len(frame) else float(symlog)
+        top = highest * 1.6 if highest > float(symlog) else float(symlog) * 1.1
+        ax.set_ylim(min(lowest, 0.0) - 0.1 * float(symlog), top)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
