@@ -103,9 +103,10 @@ class SmokeRun:
 _CACHE: dict[str, SmokeRun] = {}
 
 
-def smoke_run(tmp_path_factory: Any, name: str = "smoke") -> SmokeRun:
-    """The whole smoke DAG, run once per pytest process per ``name`` (``smoke`` is shared by every
-    workflow test; the determinism test asks for a second, independent ``smoke-2``)."""
+def smoke_run(tmp_path_factory: Any, name: str = "smoke", targets: Sequence[str] = ()) -> SmokeRun:
+    """The smoke DAG (all of it, or what ``targets`` need), run once per pytest process per
+    ``name``: ``smoke`` is the complete run every workflow test shares; the determinism test asks
+    for a second, independent run of the tables."""
     if name not in _CACHE and name == "smoke" and os.environ.get("ADVBOUNDS_SMOKE_TREE"):
         # development shortcut: reuse a completed smoke run (e.g. a previous test session's tree);
         # tests never modify it (the ones that change files work on clones)
@@ -115,7 +116,7 @@ def smoke_run(tmp_path_factory: Any, name: str = "smoke") -> SmokeRun:
     if name not in _CACHE:
         tree = copy_repo(tmp_path_factory.mktemp(name))
         started = time.perf_counter()
-        proc = run_snakemake(tree)
+        proc = run_snakemake(tree, *(["--", *targets] if targets else []))
         _CACHE[name] = SmokeRun(tree, time.perf_counter() - started, proc.stdout + proc.stderr)
     return _CACHE[name]
 

@@ -236,32 +236,44 @@ def test_notes_by_item() -> None:
 
 FINDINGS = """# Findings of the bounds engine
 
-## Max pooling
+An introduction that names Table 5.3 but is no finding.
+
+## Summary
+| Table 5.1 | everything |
+
+## F1. Max pooling
 - The bound for max pooling in Section 5.2.2 is looser than needed. It affects Table 5.1.
   A second line of the same item.
 - Table 4.12 does not exist; a word boundary keeps it apart from its shorter namesake.
 
-## Tanh constant
-The second-derivative constant of tanh in Table 4.1 is 4/(3*sqrt 3).
+## F2. Tanh constant
+The second-derivative constant of tanh is 4/(3*sqrt 3), see Table 4.1.
 
 ```
-code block mentioning Table 3.1
+## not a heading: code mentioning Table 3.1
 ```
 """
 
 
-def test_split_findings_and_file_them_under_items() -> None:
+def test_split_findings_into_sections_and_file_them_under_items() -> None:
     findings = sources.split_findings(FINDINGS)
-    texts = [f.text for f in findings]
-    assert any(t.startswith("- The bound for max pooling") and "second line" in t for t in texts)
+    assert [(f.heading, f.overview) for f in findings] == [
+        ("Findings of the bounds engine", True), ("Summary", True), ("F1. Max pooling", False),
+        ("F2. Tanh constant", False)]
+    assert "second line" in findings[2].text and "code mentioning" in findings[3].text
     by_item = sources.findings_by_item(findings)
-    # a heading names the topic of every block under it ("pooling" concerns Table 5.1)
-    assert [f.heading for f in by_item["table_5_1"]] == ["Max pooling", "Max pooling"]
-    assert all("4.12" not in f.text for f in by_item["table_4_1"])
-    assert any("4/(3*sqrt 3)" in f.text for f in by_item["table_4_1"])
-    assert any("Table 3.1" in f.text for f in by_item["table_3_1"])
-    summary = by_item["table_5_1"][0].summary
-    assert summary.startswith("Max pooling: The bound for max pooling") and summary.endswith("needed.")
+    assert [f.heading for f in by_item["table_5_1"]] == ["F1. Max pooling"]  # not the summary table
+    assert by_item["table_5_3"] == []  # only the preamble names it
+    assert [f.heading for f in by_item["table_4_1"]] == ["F2. Tanh constant"]  # 4.12 does not match 4.1
+    assert [f.heading for f in by_item["table_3_1"]] == ["F2. Tanh constant"]  # named in its code block
+    assert findings[2].summary == "F1. Max pooling"
+
+
+def test_findings_without_sections_are_split_into_blocks() -> None:
+    findings = sources.split_findings("# Title\n\n- Table 5.2 uses bisection.\n  More.\n- Another point.\n\nA paragraph.\n")
+    assert [f.text.splitlines()[0] for f in findings] == ["- Table 5.2 uses bisection.", "- Another point.",
+                                                           "A paragraph."]
+    assert findings[0].summary == "Table 5.2 uses bisection."
 
 
 def _record(rule: str, inputs: list[str], *, seed: int = 7, runtime: float = 1.0, finished: str = "t") -> dict:
@@ -333,7 +345,7 @@ def fabricated(tmp_path: Path) -> Path:
         _write_provenance(tmp_path, artifact, _record("ch5_table_5_2", ["results/attacks/lenet5.csv"], finished="b"))
     for artifact in ("figures/figure_5_11.png", "figures/figure_5_11.pdf"):
         _write_provenance(tmp_path, artifact, _record("ch5_figure_5_11", [], finished="c"))
-    (tmp_path / "findings.md").write_text("## Epsilon search\n- Table 5.2 epsilons use bisection to 1e-4.\n")
+    (tmp_path / "findings.md").write_text("# Findings\n\n## Epsilon search\n- Table 5.2 epsilons use bisection to 1e-4.\n")
     return tmp_path
 
 
@@ -410,6 +422,8 @@ def test_markdown_subset() -> None:
     html = markdown("# T\n\nSome `code` and **bold**.\n\n- a\n  continued\n- b\n\n```\nx < y\n```\n")
     assert "<h3>T</h3>" in html and "<code>code</code>" in html and "<strong>bold</strong>" in html
     assert "<li>a continued</li>" in html and "<pre>x &lt; y</pre>" in html
+    table = markdown("| Rule | Status |\n|---|---|\n| conv | **false** |\n")
+    assert table == "<table><tr><th>Rule</th><th>Status</th></tr><tr><td>conv</td><td><strong>false</strong></td></tr></table>"
 
 
 def test_gallery_files_by_chapter(fabricated: Path, tmp_path: Path) -> None:

@@ -116,7 +116,8 @@ CATALOG: tuple[ThesisItem, ...] = (
     ThesisItem("Table 5.1", "table_5_1", "table", 5, "5.3",
                "Theoretical and empirical robustness bounds on different convolutional networks",
                topics=("Algorithm 5.1", "Section 5.2", "model_bounds", "LeNet-5", "CIFAR-NIN", "pooling",
-                       "Batch Normalization", "Local Response", "LRN", "convolution")),
+                       "Batch Normalization", "Local Response", "LRN", "convolution", "Theorem 5.1",
+                       "Theorem 5.3", "Theorem 5.6", "Theorem 5.9", "Lemma A.4")),
     ThesisItem("Section 5.3.1", "section_5_3_1", "text", 5, "5.3.1",
                "LeNet-5 and CIFAR-NIN: accuracy, unflipped samples and adversarial target classes",
                topics=("LeNet-5", "CIFAR-NIN"), published_keys=("section_5_3_1", "lenet5")),
@@ -137,7 +138,7 @@ CATALOG: tuple[ThesisItem, ...] = (
                "Relative increase in theoretical robustness obtained by increasing per-layer robustness",
                topics=("eq. 5.13", "(5.13)"), data_files=("figures/figure_5_13.csv",)),
     ThesisItem("Table 5.3", "table_5_3", "table", 5, "5.4.1", "Summary of epsilon values for the LeNet-LRN networks",
-               topics=("LRN", "Local Response", "LeNet-LRN")),
+               topics=("LRN", "Local Response", "LeNet-LRN", "Theorem 5.9", "Lemma 5.8", "Lemma 5.11")),
 )
 
 BY_KEY = {item.key: item for item in CATALOG}

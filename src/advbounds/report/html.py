@@ -144,6 +144,20 @@ def markdown(text: str) -> str:
                 block.append(lines[i])
                 i += 1
             out.append("<pre>" + esc("\n".join(block)) + "</pre>")
+        elif line.lstrip().startswith("|"):
+            close_paragraph()
+            close_list()
+            rows = []
+            while i < len(lines) and lines[i].lstrip().startswith("|"):
+                cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+                if not all(re.fullmatch(r":?-{2,}:?", c) for c in cells):  # skip the |---| rule
+                    rows.append(cells)
+                i += 1
+            i -= 1
+            if rows:
+                head = "".join(f"<th>{inline(c)}</th>" for c in rows[0])
+                body = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+                out.append(f"<table><tr>{head}</tr>{body}</table>")
         elif m := re.match(r"^(#{1,6})\s+(.*)", line):
             close_paragraph()
             close_list()
@@ -384,6 +398,20 @@ def render_html(model: ReportModel) -> str:
         banners.append(f'<div class="banner error">{len(problems)} problem(s) while comparing.'
                        + _collapsible("the problems", [esc(p) for p in problems]) + "</div>")
     run_rows = [(k, esc(fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v))) for k, v in run.items()]
+    records = [a.provenance for item in model.items for a in item.artifacts if a.provenance] + [
+        a.provenance for a in model.other_artifacts if a.provenance]
+    if records:
+        def distinct(values):
+            return ", ".join(dict.fromkeys(str(v) for v in values if v is not None))
+
+        run_rows += [
+            ("git commit(s) of the artifacts", f"<code>{esc(distinct(r.get('git_commit') for r in records))}</code>"),
+            ("devices", esc(distinct(f"{r.get('device')} ({r.get('device_name', '')})" for r in records))),
+            ("torch / snakemake", esc(distinct(f"{(r.get('packages') or {}).get('torch')} / "
+                                               f"{(r.get('packages') or {}).get('snakemake')}" for r in records))),
+            ("artifacts finished", esc(f"{min(r.get('finished_at', '') for r in records)} .. "
+                                       f"{max(r.get('finished_at', '') for r in records)}")),
+        ]
 
     chapters: dict[int, list[str]] = {}
     for item in model.items:

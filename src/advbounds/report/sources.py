@@ -89,53 +89,86 @@ class Finding:
     heading: str
     text: str
     anchor: str
+    #: an overview (the document's preamble, a "Summary" section): shown, never cited by a verdict
+    overview: bool = False
 
     @property
     def summary(self) -> str:
-        """The first sentence (at most ~300 characters) for a verdict's reason column."""
+        """What a verdict cites: the section heading, else the first sentence (at most ~300 characters)."""
+        if self.heading:
+            return self.heading
         flat = " ".join(self.text.split())
         flat = re.sub(r"^[-*+]\s+|^\d+[.)]\s+", "", flat)
         sentence = re.split(r"(?<=[.!?])\s", flat, maxsplit=1)[0]
-        if len(sentence) > 300:
-            sentence = sentence[:297].rstrip() + "..."
-        prefix = f"{self.heading}: " if self.heading else ""
-        return prefix + sentence
+        return sentence if len(sentence) <= 300 else sentence[:297].rstrip() + "..."
+
+
+OVERVIEW_HEADINGS = ("summary", "overview", "contents", "table of contents")
 
 
 def split_findings(markdown: str) -> list[Finding]:
-    """Blocks of a findings document: each top-level list item and each paragraph, under its heading."""
+    """The sections of a findings document, one :class:`Finding` each (``##`` and deeper headings
+    start a section; the text before the first one, under the ``#`` title, is the preamble). A
+    document without any ``##`` heading is split into paragraphs and top-level list items instead."""
+    lines = markdown.splitlines()
+    in_code = False
+    starts = []
+    for index, line in enumerate(lines):
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and re.match(r"^#{2,6}\s+\S", line):
+            starts.append(index)
+    if not starts:
+        return _split_blocks(markdown)
+    findings = []
+    bounds = [0, *starts, len(lines)]
+    for n, (begin, end) in enumerate(zip(bounds, bounds[1:])):
+        chunk = lines[begin:end]
+        heading = ""
+        if chunk and (match := re.match(r"^#{1,6}\s+(.*)", chunk[0])):
+            heading = match.group(1).strip().strip("#").strip()
+            chunk = chunk[1:]
+        text = "\n".join(chunk).strip().strip("-").strip()
+        if not text and not heading:
+            continue
+        overview = n == 0 or heading.lower().rstrip(":") in OVERVIEW_HEADINGS
+        findings.append(Finding(heading, text, f"finding-{len(findings) + 1}", overview))
+    return findings
+
+
+def _split_blocks(markdown: str) -> list[Finding]:
+    """Paragraphs and top-level list items of a document without section headings."""
     findings: list[Finding] = []
-    heading = ""
     block: list[str] = []
 
     def flush() -> None:
         text = "\n".join(block).strip()
         if text:
-            findings.append(Finding(heading, text, f"finding-{len(findings) + 1}"))
+            findings.append(Finding("", text, f"finding-{len(findings) + 1}"))
         block.clear()
 
     in_code = False
+    after_blank = False
     for line in markdown.splitlines():
         if line.startswith("```"):
             in_code = not in_code
             block.append(line)
-            continue
-        if in_code:
+        elif in_code:
             block.append(line)
-            continue
-        match = re.match(r"^(#{1,6})\s+(.*)", line)
-        if match:
+        elif re.match(r"^#\s+", line):
             flush()
-            heading = match.group(2).strip().strip("#").strip()
         elif not line.strip():
-            # a blank line ends a paragraph but not a list item that continues indented
+            # a blank line ends a paragraph; a list item may go on with indented lines
             if block and not re.match(r"^([-*+]|\d+[.)])\s", block[0]):
                 flush()
-        elif re.match(r"^([-*+]|\d+[.)])\s", line):
+            after_blank = True
+            continue
+        elif re.match(r"^([-*+]|\d+[.)])\s", line) or (after_blank and not line.startswith((" ", "\t"))):
             flush()
             block.append(line)
         else:
             block.append(line)
+        after_blank = False
     flush()
     return findings
 
@@ -154,7 +187,8 @@ def findings_by_item(findings: Sequence[Finding], items: Iterable[ThesisItem] = 
     out: dict[str, list[Finding]] = {}
     for item in items:
         phrases = item_phrases(item)
-        out[item.key] = [f for f in findings if any(_mentions(f"{f.heading}\n{f.text}", p) for p in phrases)]
+        out[item.key] = [f for f in findings if not f.overview
+                         and any(_mentions(f"{f.heading}\n{f.text}", p) for p in phrases)]
     return out
 
 
