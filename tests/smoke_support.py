@@ -26,8 +26,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = "config/smoke.yaml"
-#: generated or environment-specific paths a fresh copy must not carry (as in .gitignore)
-TOP_LEVEL_EXCLUDES = {".git", ".venv", "results", "resources", "logs", ".snakemake", "benchmarks", ".pytest_cache",
+#: generated or environment-specific paths a fresh copy must not carry (as in .gitignore); .git is
+#: kept, so the jobs' provenance records the commit as it does in a checkout
+TOP_LEVEL_EXCLUDES = {".venv", "results", "resources", "logs", ".snakemake", "benchmarks", ".pytest_cache",
                       ".hypothesis", "build", "dist"}
 EVERYWHERE_EXCLUDES = {"__pycache__", ".ipynb_checkpoints"}
 SNAKEMAKE_TIMEOUT = int(os.environ.get("ADVBOUNDS_SMOKE_TIMEOUT", "1500"))

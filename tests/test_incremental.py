@@ -11,6 +11,7 @@ must run, and compare the prediction with Snakemake's own plan (``snakemake -n``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,15 @@ def test_complete_run_is_up_to_date(smoke) -> None:
 
 
 def test_every_job_left_a_provenance_record(smoke, graph) -> None:
-    """The predictions below rely on these records; a rule that bypasses run_job would hide jobs."""
+    """The predictions below rely on these records; a rule that bypasses run_job would hide jobs.
+    Each record holds what the report shows: params, seed, device, versions, commit, runtime."""
     full = sm.job_keys(sm.dry_run(smoke.path, "--forceall"))
     assert full, "a forced dry run planned no jobs"
     _assert_same_jobs(set(graph.inputs), full, "jobs of the DAG vs jobs with a provenance record")
+    for record_path in (smoke.path / "results" / "provenance").rglob("*.json"):
+        record = json.loads(record_path.read_text())
+        assert {"params", "seed", "device", "packages", "git_commit", "runtime_s", "inputs"} <= set(record), record_path
+        assert record["git_commit"] != "unknown" and record["packages"].get("torch"), record_path
 
 
 @pytest.mark.parametrize("target", [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import types
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +43,25 @@ def test_atomic_path_renames_only_on_success(tmp_path: Path) -> None:
         tmp.write_bytes(b"png")
         assert not target.exists()
     assert target.read_bytes() == b"png"
+
+
+@pytest.mark.parametrize("write", ["atomic_write", "atomic_path"])
+def test_atomic_outputs_get_the_mode_a_plain_open_gives(tmp_path: Path, write: str) -> None:
+    """mkstemp's 0600 must not leak into outputs that a group shares on a cluster."""
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "out.txt"
+        if write == "atomic_write":
+            with atomic_write(target) as handle:
+                handle.write("x")
+        else:
+            with atomic_path(target) as tmp:
+                tmp.write_text("x")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
 
 
 def test_resolve_device_auto_and_cpu() -> None:

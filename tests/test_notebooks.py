@@ -6,8 +6,6 @@ Each notebook is run top to bottom with nbclient, its results folder given by AD
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 import pytest
 from nbclient import NotebookClient

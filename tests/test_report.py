@@ -485,6 +485,36 @@ def test_every_thesis_item_has_a_rule() -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    import smoke_support
+
+    return smoke_support.smoke_run(tmp_path_factory)
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_smoke_report_accounts_for_every_item(smoke) -> None:
+    """The report of the shared smoke run: every artifact present, every figure embedded, every
+    published number given a verdict, no comparer failing, nothing loaded from outside the file."""
+    page = (smoke.path / "figures" / "report.html").read_text()
+    assert "MISSING ARTIFACT" not in page
+    assert "comparing failed" not in page
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<script" not in page
+    figures = [item for item in catalog.generated_items() if item.kind == "figure"]
+    assert page.count('src="data:image/png;base64,') == len(figures)
+    verdicts = pd.read_csv(smoke.path / "results" / "report" / "verdicts.csv")
+    assert set(comparisons.COMPARERS) <= set(verdicts["item"])
+    assert set(verdicts["verdict"]) <= set(compare.VERDICTS)
+    findings_doc = smoke.path / "docs" / "findings.md"
+    if findings_doc.exists():  # every finding is shown, and cited by at least one item
+        from advbounds.report.html import esc
+
+        findings = [f for f in sources.split_findings(findings_doc.read_text()) if not f.overview]
+        assert all(esc(f.heading) in page for f in findings if f.heading)
+        assert "finding: " in " ".join(verdicts["reasons"].dropna())
+
+
 @pytest.mark.workflow
 def test_readme_table_lists_every_target() -> None:
     readme = (ROOT / "README.md").read_text()

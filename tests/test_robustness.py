@@ -28,6 +28,8 @@ import smoke_support as sm
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 MODEL = "lenet5"
+MODEL_DATA = "mnist"
+CONFIG = "config/robustness.yaml"
 TARGET = f"results/models/{MODEL}.pt"
 CHECKPOINT = f"results/checkpoints/{MODEL}.pt"
 ITERATIONS = 240
@@ -39,17 +41,25 @@ def _long_training_config(tree: Path) -> Path:
     training = config["chapter5"]["models"][MODEL]["training"]
     training.update(iterations=ITERATIONS, checkpoint_every=CHECKPOINT_EVERY)
     training.pop("epochs", None)
-    path = tree / "config" / "robustness.yaml"
+    path = tree / CONFIG
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
-    """The model the long training gives when nobody interrupts it."""
-    tree = sm.copy_repo(tmp_path_factory.mktemp("uninterrupted"))
+def prepared(tmp_path_factory) -> Path:
+    """A copy of the repository whose MNIST stand-in is already prepared (shared by the trees below)."""
+    tree = sm.copy_repo(tmp_path_factory.mktemp("robustness-base"))
     config = _long_training_config(tree)
-    sm.run_snakemake(tree, TARGET, cores=1, configfile=str(config))
+    sm.run_snakemake(tree, "--", f"results/data/{MODEL_DATA}.pt", configfile=str(config))
+    return tree
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared, tmp_path_factory) -> dict[str, torch.Tensor]:
+    """The model the long training gives when nobody interrupts it."""
+    tree = sm.clone(prepared, tmp_path_factory.mktemp("uninterrupted"))
+    sm.run_snakemake(tree, "--", TARGET, cores=1, configfile=str(tree / CONFIG))
     return _state_dict(tree / TARGET)
 
 
@@ -60,7 +70,7 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _start(tree: Path, config: Path) -> subprocess.Popen:
-    return subprocess.Popen(sm.snakemake_cmd(TARGET, cores=1, configfile=str(config)), cwd=tree,
+    return subprocess.Popen(sm.snakemake_cmd("--", TARGET, cores=1, configfile=str(config)), cwd=tree,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env=sm._env())
 
@@ -78,9 +88,9 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_killed_training_resumes_cleanly(tmp_path_factory, uninterrupted, sig) -> None:
-    tree = sm.copy_repo(tmp_path_factory.mktemp(f"killed-{sig.name}"))
-    config = _long_training_config(tree)
+def test_killed_training_resumes_cleanly(prepared, tmp_path_factory, uninterrupted, sig) -> None:
+    tree = sm.clone(prepared, tmp_path_factory.mktemp(f"killed-{sig.name}"))
+    config = tree / CONFIG
     proc = _start(tree, config)
     _wait_for(tree / CHECKPOINT, proc)
     os.killpg(proc.pid, sig)  # snakemake and the job it runs
@@ -98,7 +108,7 @@ def test_killed_training_resumes_cleanly(tmp_path_factory, uninterrupted, sig) -
 
     if sig == signal.SIGKILL:  # nothing could release the lock; the documented recovery is --unlock
         sm.run_snakemake(tree, "--unlock", cores=1, configfile=str(config))
-    rerun = sm.run_snakemake(tree, TARGET, cores=1, configfile=str(config))
+    rerun = sm.run_snakemake(tree, "--", TARGET, cores=1, configfile=str(config))
     reran = {job.rule: dict(job.wildcards) for job in sm.parse_dry_run(rerun.stdout + rerun.stderr)}
     assert reran.get("ch5_train") == {"model": MODEL}, f"the rerun did not run the training job: {reran}"
 
@@ -110,7 +120,7 @@ def test_killed_training_resumes_cleanly(tmp_path_factory, uninterrupted, sig) -
     for name, tensor in uninterrupted.items():
         assert torch.equal(weights[name], tensor), f"{name} differs from the uninterrupted run"
     # and the completed target is up to date: a dry run plans nothing
-    assert not sm.job_keys(sm.dry_run(tree, TARGET, configfile=str(config)))
+    assert not sm.job_keys(sm.dry_run(tree, "--", TARGET, configfile=str(config)))
 
 
 def _wait_for_group_exit(pgid: int, timeout: float = 60) -> None:

@@ -16,15 +16,29 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _temporary_sibling(target: Path, prefix: str, suffix: str) -> str:
+    """Create an empty temporary file beside ``target`` with the mode a plain ``open()`` would give.
+
+    ``mkstemp`` creates its file with mode 0600; renamed into place, an output would then be
+    unreadable to the user's group (a shared results folder on a cluster). Reading the umask needs
+    setting it, so it is set back at once.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_name, 0o666 & ~umask)
+    return tmp_name
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
     if not any(flag in mode for flag in "wx"):
         raise ValueError(f"atomic_write needs a write mode, got {mode!r}")
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp_name = _temporary_sibling(target, f".{target.name}.", ".tmp")
     try:
         with open(tmp_name, mode, **open_kwargs) as handle:
             yield handle
@@ -42,9 +56,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` for libraries that insist on writing a path
     themselves (matplotlib, torch); it is renamed over ``path`` when the block succeeds."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
+    tmp_name = _temporary_sibling(target, f".{target.stem}.", target.suffix)
     try:
         yield Path(tmp_name)
         os.replace(tmp_name, target)

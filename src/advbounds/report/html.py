@@ -220,6 +220,11 @@ def _published_panel(item: ItemReport, paper_rows: Mapping[str, Any] | None) -> 
     parts = ["<h4>Thesis (published)</h4>"]
     if paper_rows and "columns" in paper_rows and "rows" in paper_rows:
         parts.append(published_table(paper_rows["columns"], paper_rows["rows"]))
+    elif paper_rows and all(isinstance(v, Mapping) for v in paper_rows.values()):
+        # a mapping of rows (Table 4.1's activations, Section 4.3.2's data sets): one table
+        columns = list(dict.fromkeys(k for v in paper_rows.values() for k in v))
+        rows = [[name, *(v.get(c) for c in columns)] for name, v in paper_rows.items()]
+        parts.append(published_table(["", *columns], rows))
     if item.published_text:
         parts.append(f"<details><summary>as copied into reference/paper_values.yaml</summary>"
                      f"<pre>{esc(item.published_text)}</pre></details>")

@@ -96,7 +96,7 @@ class Finding:
     def summary(self) -> str:
         """What a verdict cites: the section heading, else the first sentence (at most ~300 characters)."""
         if self.heading:
-            return self.heading
+            return re.sub(r"[*`]", "", self.heading)
         flat = " ".join(self.text.split())
         flat = re.sub(r"^[-*+]\s+|^\d+[.)]\s+", "", flat)
         sentence = re.split(r"(?<=[.!?])\s", flat, maxsplit=1)[0]
