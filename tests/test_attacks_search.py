@@ -74,9 +74,10 @@ def labels_at(model, x, direction, eps, clip=None):
         return model.eval()(perturb(x.to(torch.float64), direction, eps, clip, x.dtype)).argmax(1)
 
 
+@pytest.mark.parametrize("search", ["bisection", "regula_falsi"])
 @pytest.mark.parametrize("method", ["fgs", "fgv"])
 @pytest.mark.parametrize("make", ["cnn32", "mlp64"])
-def test_label_flips_at_eps_and_not_at_eps_minus_tol(method, make):
+def test_label_flips_at_eps_and_not_at_eps_minus_tol(method, make, search):
     if make == "cnn32":
         model, x, eps_max, tol = small_cnn(0), pixels(64, 1), 100.0, 1e-3
     else:
@@ -91,7 +92,8 @@ def test_label_flips_at_eps_and_not_at_eps_minus_tol(method, make):
         # the verdict at the bracket ends is then a property of the exact kernels, not the model.
         tol = tol * 10 if x.dtype == torch.float32 else tol
     # The independent check below runs the model in the default layout; so does the search here.
-    res = minimal_epsilon_search(model, x, method=method, eps_max=eps_max, tol=tol, channels_last=False, **extra)
+    res = minimal_epsilon_search(model, x, method=method, eps_max=eps_max, tol=tol, channels_last=False,
+                                 search=search, **extra)
     assert res.flipped.float().mean() > 0.8
     _, direction = attack_direction(model.eval(), x, method=method, **extra)
     f = res.flipped
@@ -186,6 +188,77 @@ def test_non_monotone_flip_policies():
     for kw in (dict(eps_max=10.0), dict(eps_max=10.0, search="grid", grid_points=100), dict(eps_max=3.0)):
         batched = minimal_epsilon_search(model, x, tol=1e-6, **kw)
         assert_same(batched, naive_minimal_epsilon_search(model, x, tol=1e-6, **kw))
+
+
+def count_evaluations(model: nn.Module) -> list[int]:
+    """Attach a counter of evaluated samples (forward passes times batch size) to ``model``."""
+    counter = [0]
+    model.register_forward_pre_hook(lambda module, args: counter.__setitem__(0, counter[0] + args[0].shape[0]))
+    return counter
+
+
+def linear_model(seed: int, d: int = 20, classes: int = 10) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, classes)).double()
+
+
+@pytest.mark.parametrize("make", ["linear", "mlp", "cnn"])
+def test_regula_falsi_ends_in_the_cell_bisection_ends_in(make):
+    """Where the label flips once along the ray both policies bracket the same crossing on the
+    same grid, so eps and eps_lower are bit-identical; linear classifiers always flip once."""
+    if make == "linear":
+        model = linear_model(0)
+        x = torch.randn(200, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        kw = dict(eps_max=10.0, tol=1e-6)
+    elif make == "mlp":
+        model = small_mlp(5)
+        x = torch.randn(200, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+        kw = dict(eps_max=30.0, tol=1e-6)
+    else:
+        model, x = small_cnn(0, dtype=torch.float64), pixels(100, 1, dtype=torch.float64)
+        kw = dict(eps_max=100.0, tol=1e-5)
+    bisection = minimal_epsilon_search(model, x, **kw)
+    falsi = minimal_epsilon_search(model, x, search="regula_falsi", **kw)
+    assert torch.equal(falsi.flipped, bisection.flipped) and torch.equal(falsi.orig_label, bisection.orig_label)
+    single = bisection.consistent & falsi.consistent
+    if make == "linear":
+        assert single.all()
+    assert single.float().mean() >= 0.9 and bisection.flipped.float().mean() >= 0.9
+    for name in ("eps", "eps_lower", "adv_label", "perturbation_norm"):
+        a, b = getattr(falsi, name)[single], getattr(bisection, name)[single]
+        assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a[~a.isnan()], b[~b.isnan()]), name
+
+
+def test_regula_falsi_needs_far_fewer_forward_passes():
+    model = linear_model(2)
+    x = torch.randn(100, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    counts = {}
+    for search in ("bisection", "regula_falsi"):
+        counter = count_evaluations(model)
+        minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-6, search=search)
+        counts[search] = counter[0] / len(x)
+        model._forward_pre_hooks.clear()
+    # bisection: direction + eps_max + 27 halvings; a linear margin is found in a few steps
+    assert counts["bisection"] == 2 + bisection_steps(100.0, 1e-6)
+    assert counts["regula_falsi"] <= 8, counts
+
+
+def test_naive_reference_refuses_regula_falsi():
+    with pytest.raises(ValueError, match="regula_falsi"):
+        naive_minimal_epsilon_search(small_mlp(0), torch.randn(2, 8, dtype=torch.float64), eps_max=1.0, tol=0.1,
+                                     search="regula_falsi")
+
+
+def test_regula_falsi_bisects_samples_that_do_not_flip_at_eps_max():
+    """No bracket to interpolate: such samples follow the thesis's bisection, flip-back included."""
+    model = tent_model()
+    x = torch.tensor([[0.05]], dtype=torch.float64)
+    for eps_max in (3.0, 10.0):
+        kw = dict(eps_max=eps_max, tol=1e-6)
+        assert_same(minimal_epsilon_search(model, x, search="regula_falsi", **kw), minimal_epsilon_search(model, x, **kw))
+    # eps_max = 1 flips (1.05 lies on the tent): interpolation then finds the first crossing at 0.05
+    falsi = minimal_epsilon_search(model, x, eps_max=1.0, tol=1e-6, search="regula_falsi")
+    assert falsi.flipped.item() and abs(falsi.eps.item() - 0.05) <= 1e-6 and falsi.consistent.item()
 
 
 def test_unflipped_samples_are_reported_as_such():

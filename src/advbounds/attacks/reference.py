@@ -27,6 +27,9 @@ from .direction import (
 )
 from .search import AttackResult, bisection_steps, grid_points_eps, validate_search_args
 
+#: The policies the literal loop implements; ``regula_falsi`` is tested against ``bisection``.
+NAIVE_SEARCH_POLICIES = ("bisection", "grid")
+
 
 def naive_minimal_epsilon(
     model: nn.Module,
@@ -131,6 +134,9 @@ def naive_minimal_epsilon_search(
     batched :func:`~advbounds.attacks.minimal_epsilon_search` (``channels_last`` and ``allow_tf32``
     as there, so that a comparison isolates the effect of batching)."""
     validate_search_args(method, float(eps_max), float(tol), search, grid_points)
+    if search not in NAIVE_SEARCH_POLICIES:
+        raise ValueError(f"the naive reference implements search in {NAIVE_SEARCH_POLICIES}, got {search!r}: "
+                         "regula_falsi is checked against bisection instead (docs/attacks.md)")
     if loss_label == "true" and labels is None:
         raise ValueError('loss_label="true" needs the true labels (labels=...)')
     device, dtype = model_device_dtype(model, x)
