@@ -7,6 +7,8 @@ import gzip
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -516,3 +518,26 @@ def test_command_line_reports_missing_files(tmp_path: Path, capsys) -> None:
     assert cli_main(["prepare", "spambase", "--data-dir", str(tmp_path), "--synthetic", "--offline",
                      "--out", str(out)]) == 0
     assert load_prepared(out)["meta"]["dataset"] == "spambase"
+
+
+def test_image_sources_are_torchvisions_own() -> None:
+    """specs.py copies torchvision's URLs and md5 sums (so that parsing the workflow does not import
+    torchvision); they must stay equal to the pinned torchvision's."""
+    from torchvision.datasets import CIFAR10, MNIST
+
+    from advbounds.data import specs
+
+    assert specs.MNIST_MIRRORS == tuple(MNIST.mirrors)
+    assert specs.MNIST_RESOURCES == tuple(tuple(entry) for entry in MNIST.resources)
+    assert (specs.CIFAR10_URL, specs.CIFAR10_FILENAME, specs.CIFAR10_TGZ_MD5, specs.CIFAR10_BASE_FOLDER) == (
+        CIFAR10.url, CIFAR10.filename, CIFAR10.tgz_md5, CIFAR10.base_folder)
+    members = [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+    assert specs.CIFAR10_MEMBERS == tuple(tuple(entry) for entry in members)
+
+
+def test_reading_the_dataset_table_imports_neither_torch_nor_torchvision() -> None:
+    """Snakemake reads raw_files() at parse time; torch/torchvision would cost seconds per call."""
+    code = ("import sys; from advbounds.data import raw_files; raw_files('mnist'); "
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -13,12 +13,35 @@ y_test`` (float32 / int64 tensors), ``classes`` (list of str) and ``meta`` (plai
 line: ``python -m advbounds.data {fetch,prepare,synthetic} NAME --data-dir DIR [--offline] ...``.
 """
 
+import importlib
+
 from advbounds.data.errors import ChecksumError, DataError, DatasetUnavailableError
-from advbounds.data.fetch import check_partial_mnist, fetch_raw, read_idx_header, verify_raw_file
-from advbounds.data.prepare import DEFAULT_UCI_SPLIT, load_prepared, prepare_dataset
 from advbounds.data.specs import DATASETS, MNIST_TRAIN_FILES, DatasetSpec, RawFile, get_spec, raw_files
-from advbounds.data.synthetic import DEFAULT_SIZES as DEFAULT_SYNTHETIC_SIZES
-from advbounds.data.synthetic import write_synthetic
+
+# The rest is imported on first use: Snakemake imports this package while parsing the workflow
+# (for raw_files), and preparation pulls in torch, which would add seconds to every snakemake call.
+_LAZY = {
+    "check_partial_mnist": ("fetch", "check_partial_mnist"),
+    "fetch_raw": ("fetch", "fetch_raw"),
+    "read_idx_header": ("fetch", "read_idx_header"),
+    "verify_raw_file": ("fetch", "verify_raw_file"),
+    "DEFAULT_UCI_SPLIT": ("prepare", "DEFAULT_UCI_SPLIT"),
+    "load_prepared": ("prepare", "load_prepared"),
+    "prepare_dataset": ("prepare", "prepare_dataset"),
+    "DEFAULT_SYNTHETIC_SIZES": ("synthetic", "DEFAULT_SIZES"),
+    "write_synthetic": ("synthetic", "write_synthetic"),
+}
+
+
+def __getattr__(name: str):
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DATASETS", "DEFAULT_SYNTHETIC_SIZES", "DEFAULT_UCI_SPLIT", "MNIST_TRAIN_FILES", "ChecksumError", "DataError",

@@ -10,16 +10,42 @@ On-disk layout under ``data_dir`` (config ``data_dir``; ``resources/`` for the t
     spambase/spambase.data                        # UCI, CRLF (official) or LF line endings
     <dataset>/SYNTHETIC_CHECKSUMS.json            # only in synthetic (smoke) data folders
 
-Iris and Wine are bundled with scikit-learn and need no file. MNIST and CIFAR-10 take their URLs
-and md5 sums from torchvision's dataset classes, so the numbers are the ones torchvision publishes
-and verifies itself. Spambase comes from the UCI archive (see ``SPAMBASE_MD5_NORMALIZED``).
+Iris and Wine are bundled with scikit-learn and need no file. MNIST and CIFAR-10 use the URLs
+and md5 sums that torchvision's dataset classes publish and verify themselves (``MNIST.mirrors``,
+``MNIST.resources``, ``CIFAR10.url``, ``CIFAR10.tgz_md5`` and the per-batch lists), copied below so
+that reading this table does not import torchvision: Snakemake reads it while parsing the
+workflow, and the import took 3-4 s of every ``snakemake`` call. ``tests/test_data.py`` checks
+that the copy equals the pinned torchvision's values. Spambase comes from the UCI archive (see
+``SPAMBASE_MD5_NORMALIZED``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torchvision.datasets import CIFAR10, MNIST
+# torchvision.datasets.MNIST.mirrors and .resources (torchvision 0.29)
+MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+MNIST_RESOURCES = (
+    ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+    ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+)
+# torchvision.datasets.CIFAR10.url, .filename, .tgz_md5, .base_folder, and the (file, md5) pairs of
+# .train_list, .test_list and .meta
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_FILENAME = "cifar-10-python.tar.gz"
+CIFAR10_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_BASE_FOLDER = "cifar-10-batches-py"
+CIFAR10_MEMBERS = (
+    ("data_batch_1", "c99cafc152244af753f735de768cd75f"),
+    ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+    ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
+    ("data_batch_4", "634d18415352ddfa80567beed471001a"),
+    ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"),
+    ("test_batch", "40351d587109b95175f43aff81a1287e"),
+    ("batches.meta", "5ff9c542aee3614f3951f8cda6e48888"),
+)
 
 SPAMBASE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/spambase/spambase.data"
 
@@ -69,14 +95,13 @@ class DatasetSpec:
 
 def _mnist_files() -> tuple[RawFile, ...]:
     return tuple(
-        RawFile(f"MNIST/raw/{name}", tuple(f"{mirror}{name}" for mirror in MNIST.mirrors), md5)
-        for name, md5 in MNIST.resources
+        RawFile(f"MNIST/raw/{name}", tuple(f"{mirror}{name}" for mirror in MNIST_MIRRORS), md5)
+        for name, md5 in MNIST_RESOURCES
     )
 
 
 def _cifar_members() -> tuple[tuple[str, str], ...]:
-    entries = [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
-    return tuple((f"{CIFAR10.base_folder}/{fname}", md5) for fname, md5 in entries)
+    return tuple((f"{CIFAR10_BASE_FOLDER}/{fname}", md5) for fname, md5 in CIFAR10_MEMBERS)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -100,8 +125,8 @@ DATASETS: dict[str, DatasetSpec] = {
         classes=tuple(str(d) for d in range(10)), expected={"train": 60000, "test": 10000},
     ),
     "cifar10": DatasetSpec(
-        "cifar10", "image", f"CIFAR-10 python version via torchvision.datasets.CIFAR10 ({CIFAR10.url})",
-        (RawFile(CIFAR10.filename, (CIFAR10.url,), CIFAR10.tgz_md5, members=_cifar_members()),),
+        "cifar10", "image", f"CIFAR-10 python version via torchvision.datasets.CIFAR10 ({CIFAR10_URL})",
+        (RawFile(CIFAR10_FILENAME, (CIFAR10_URL,), CIFAR10_TGZ_MD5, members=_cifar_members()),),
         classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
         expected={"train": 50000, "test": 10000},
     ),
