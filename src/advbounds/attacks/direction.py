@@ -128,7 +128,8 @@ def attack_direction(
     loss_label: str = "predicted",
     labels: torch.Tensor | None = None,
     fgv_normalize: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_linear_eps: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """One forward and one backward pass: the logits at ``x`` and the attack direction ``d``.
 
     ``x`` must already be on the model's device and in its dtype. The model should be in eval mode
@@ -142,7 +143,11 @@ def attack_direction(
 
     Returns ``(logits, d)``; ``logits`` are detached in the model's dtype, ``d`` is float64 with the
     shape of ``x`` (float64 so that FGV's scale ``1 - p_y`` survives even when it is below float32's
-    range).
+    range). With ``return_linear_eps`` also a first-order guess of the flipping epsilon, free from
+    the same passes: the soft margin ``s = z_y - sum_{j != y} q_j z_j`` (``q`` as in the module
+    docstring; ``s >= z_y - max_j z_j``) falls along ``d`` at the rate ``(J^T (q - e_y)) . d``, so its
+    linearisation reaches 0 at ``s / ((J^T (q - e_y)) . d)`` (``inf`` where ``d`` does not lower it).
+    The search uses it only to choose where to look first.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -162,6 +167,7 @@ def attack_direction(
         # pass: samples do not interact in eval mode.
         (vjp,) = torch.autograd.grad(logits, x_req, grad_outputs=weights.to(logits.dtype))
     vjp = vjp.detach().to(torch.float64)
+    soft_margin = -(weights * logits.detach().to(torch.float64)).sum(dim=1)
     if method == "fgs":
         direction = torch.sign(vjp)
     else:
@@ -170,7 +176,11 @@ def attack_direction(
             direction = vjp / norms.view((-1,) + (1,) * (vjp.dim() - 1))
         else:
             direction = vjp * log_scale.exp().view((-1,) + (1,) * (vjp.dim() - 1))
-    return logits.detach(), direction
+    if not return_linear_eps:
+        return logits.detach(), direction
+    descent = (vjp * direction).flatten(1).sum(dim=1)
+    linear_eps = torch.where(descent > 0, soft_margin / descent, torch.full_like(descent, torch.inf))
+    return logits.detach(), direction, linear_eps
 
 
 def perturb(

@@ -252,8 +252,9 @@ def _search_chunk(
     fgv_normalize, return_adversarial,
 ) -> AttackResult:
     dtype = x.dtype
-    logits, direction = attack_direction(
-        model, x, method=method, loss_label=loss_label, labels=labels, fgv_normalize=fgv_normalize
+    logits, direction, linear_eps = attack_direction(
+        model, x, method=method, loss_label=loss_label, labels=labels, fgv_normalize=fgv_normalize,
+        return_linear_eps=True,
     )
     orig = logits.argmax(dim=1)
     x64 = x.to(torch.float64)
@@ -298,7 +299,7 @@ def _search_chunk(
         bracketed = flips_max.nonzero().squeeze(1)
         cell_lo, cell_hi, adv_b, evaluated = _regula_falsi(
             logits_at, orig[bracketed], bracketed, logits[bracketed], logits_max[bracketed],
-            eps_max=eps_max, steps=steps,
+            linear_eps[bracketed], eps_max=eps_max, steps=steps,
         )
         for idx, eps, flips in evaluated:
             record(idx, eps, flips)
@@ -373,13 +374,15 @@ def _search_chunk(
     )
 
 
-def _regula_falsi(logits_at, orig, idx, logits_lo, logits_hi, *, eps_max: float, steps: int):
+def _regula_falsi(logits_at, orig, idx, logits_lo, logits_hi, first_guess, *, eps_max: float, steps: int):
     """Grid-aligned Illinois regula falsi for the samples ``idx``, which flip at ``eps_max``.
 
     Works on integer positions ``i`` of bisection's grid ``eps_max * i / 2**steps``: the bracket
     starts at ``[0, 2**steps]`` and ends as two adjacent positions, the lower observed not to flip
     and the upper observed to flip (see the module docstring). ``logits_lo``/``logits_hi`` are the
-    logits at 0 and at ``eps_max``.
+    logits at 0 and at ``eps_max``. The first pass looks at ``first_guess`` (the gradient's
+    first-order estimate of the crossing, see :func:`.direction.attack_direction`) instead of
+    interpolating across the whole of ``[0, eps_max]``, where the logits are far from linear.
 
     The interpolated function is the *pairwise* margin ``z_orig - z_j`` for the class ``j`` that
     wins at the upper end, not ``z_orig - max_{k != orig} z_k``: for a linear classifier the pairwise
@@ -404,6 +407,8 @@ def _regula_falsi(logits_at, orig, idx, logits_lo, logits_hi, *, eps_max: float,
     tiny = torch.finfo(torch.float64).tiny
     evaluated = []
     live = torch.arange(n, device=device)  # positions (into idx) still searching
+    guess = torch.nan_to_num(first_guess / eps_max * scale, posinf=scale).clamp(0, scale)
+    first = True
     while True:
         live = live[hi[live] - lo[live] > 1]
         if not live.numel():
@@ -419,6 +424,8 @@ def _regula_falsi(logits_at, orig, idx, logits_lo, logits_hi, *, eps_max: float,
         # Interpolated root, rounded up to the grid and kept strictly inside the bracket; after two
         # interpolation steps in a row that did not halve the bracket, one bisection step.
         root = a.to(torch.float64) + g_a / (g_a - g_b) * width.to(torch.float64)
+        if first:
+            root, first = guess[live], False
         candidate = torch.ceil(root).clamp(min=1.0).to(torch.int64)
         candidate = torch.minimum(torch.maximum(candidate, a + 1), b - 1)
         bisect = stalls[live] >= 2
