@@ -5,13 +5,12 @@ from advbounds.jobs import run_job
 
 def main(job):
     import pandas as pd
-    import yaml
 
     from advbounds.artifacts import write_table
     from advbounds.experiments import compare34
+    from advbounds.report.sources import load_paper_values
 
-    with open(job.input.paper_values, encoding="utf-8") as handle:
-        published = yaml.safe_load(handle)
+    published = load_paper_values(job.input.paper_values)  # YAML 1.2 booleans: the column "no" stays a string
     table = compare34.comparison_table(
         published, table_3_1=pd.read_csv(job.input.table_3_1), table_4_2=pd.read_csv(job.input.table_4_2),
         table_4_3=pd.read_csv(job.input.table_4_3), accuracies=pd.read_csv(job.input.accuracies),
