@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 # Real data files that stand in for downloads on offline machines; never needed at run time.
@@ -16,3 +17,26 @@ def shared_data_dir() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data files not available at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Run the tests' torch code on one intra-op thread.
+
+    The tests' models are tiny and CI's CPU has two cores, shared with Snakemake jobs in the
+    workflow tests: there, several OpenMP threads per process (LAPACK above all) run 10-50x slower
+    than one. Session scope, so that module-scoped fixtures (a model trained once per module) run
+    with the same thread count as the tests that retrain and compare bit for bit: float32
+    reductions depend on it. Jobs that Snakemake starts are separate processes with their own.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _back_to_one_torch_thread(one_torch_thread):
+    """A test that calls ``run_job`` in-process sets the job's thread count; undo it afterwards."""
+    yield
+    torch.set_num_threads(1)

@@ -9,13 +9,6 @@ from torch import nn
 from advbounds.attacks import attack_direction, loss_logit_weights, minimal_epsilon_search
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def linear_model(weight: torch.Tensor, bias: torch.Tensor) -> nn.Sequential:
     layer = nn.Linear(weight.shape[1], weight.shape[0]).to(weight.dtype)

@@ -10,13 +10,6 @@ from advbounds.attacks import iterative_perturbation
 from advbounds.models.layers import Scale
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_rounds_chain_and_flip():
     torch.manual_seed(0)

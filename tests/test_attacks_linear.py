@@ -20,13 +20,6 @@ from advbounds.attacks import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def random_linear(seed, C, d, B, param=(-1.0, 1.0), sample=(-1.0, 1.0)):
     """Table 3.1's set-up: parameters and samples uniform on the given intervals (float64)."""

@@ -20,13 +20,6 @@ from advbounds.attacks import (
 from advbounds.attacks.direction import fp32_precision
 from advbounds.models.layers import Scale
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is fastest and immune to oversubscription on shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 FIELDS = ["eps", "eps_lower", "perturbation_norm", "orig_label", "adv_label", "flipped",

@@ -28,14 +28,6 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 THESIS_LENET_KAPPAS = {"kappa6": "ip2", "kappa5": "ip1", "kappa4": "pool2", "kappa3": "conv2",
                        "kappa2": "pool1", "kappa1": "conv1"}
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPU is small and shared: LAPACK with several OpenMP threads under contention runs 10-50x
-    slower than with one. Pin torch to one thread per test and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 

@@ -40,14 +40,6 @@ from advbounds.models.layers import Scale, lrn_thesis_params, make_lrn
 
 F64 = torch.float64
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPU is small and shared: LAPACK with several OpenMP threads under contention runs 10-50x
-    slower than with one. Pin torch to one thread per test and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 

@@ -15,14 +15,6 @@ from advbounds.bounds import binary_linear_bound, identity_output_bound, linear_
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPU is small and shared: LAPACK with several OpenMP threads under contention runs 10-50x
-    slower than with one. Pin torch to one thread per test and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 

@@ -30,14 +30,6 @@ PAPER_VALUES = Path("/work/shared/reference/paper_values.yaml")
 ACTS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softplus": nn.Softplus, "relu": nn.ReLU}
 SQRT3 = math.sqrt(3)
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPU is small and shared: LAPACK with several OpenMP threads under contention runs 10-50x
-    slower than with one. Pin torch to one thread per test and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 

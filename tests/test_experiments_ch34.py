@@ -24,7 +24,6 @@ from advbounds.experiments.deviations import (
 )
 from advbounds.experiments.stacked import StackedMLP, stacked_search
 
-torch.set_num_threads(1)
 
 ATTACK = {"eps_max": 100.0, "tol": 1e-7}
 

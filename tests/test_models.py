@@ -21,13 +21,6 @@ from advbounds.models import (
     uniform_parameters_,
 )
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tiny models run much faster on one thread, above all on a shared, busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 ALLOWED_LAYERS = (Scale, nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d, nn.BatchNorm2d,

@@ -26,14 +26,6 @@ from advbounds.training import (
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tiny models run much faster on one thread, above all on a shared, busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def blobs(n_per_class: int = 60, dim: int = 4, n_classes: int = 3, seed: int = 0, spread: float = 0.5) -> dict:
     """Well separated Gaussian blobs split 60/20/20."""
