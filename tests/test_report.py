@@ -629,3 +629,13 @@ def test_a_failing_comparer_is_reported_not_swallowed(monkeypatch, tmp_path: Pat
     monkeypatch.setitem(comparisons.COMPARERS, "table_3_1", boom)
     [row] = comparisons.compare_item("table_3_1", _ctx(tmp_path))
     assert row.verdict == MISSING and "comparing failed: ValueError: unexpected column" in row.reasons[0]
+
+
+def test_section_5_3_1_compares_both_accuracies_and_names_a_missing_one(tmp_path: Path) -> None:
+    (tmp_path / "results/models").mkdir(parents=True)
+    (tmp_path / "results/models/lenet5.metrics.json").write_text(json.dumps({"test_accuracy": 0.9846}))
+    by = {c.quantity: c for c in comparisons.compare_section_5_3_1(_ctx(tmp_path))}
+    lenet = by["LeNet-5 test accuracy (thesis: above)"]
+    assert lenet.reproduced == 0.9846 and lenet.published == 0.99 and lenet.verdict != MISSING
+    nin = by["CIFAR-NIN test accuracy"]
+    assert nin.verdict == MISSING and "results/models/cifar_nin.metrics.json" in nin.reasons[0]

@@ -211,23 +211,17 @@ def compare_section_5_3_1(ctx: Context) -> list[Comparison]:
     lenet = ctx.paper.get("lenet5", {})
     out = []
 
-    metrics, relative = _metrics(ctx, "lenet5")
-    value = _accuracy(metrics) if metrics else None
-    if value is None:
-        out.append(_missing(item, "LeNet-5 test accuracy", lenet.get("test_accuracy_above"),
-                            f"{relative} was not produced or has no test accuracy", ctx, stat.describe()))
-    else:
-        out.append(compare_value(item, "LeNet-5 test accuracy (thesis: above)", value,
-                                 lenet.get("test_accuracy_above"), stat, mode="at_least", reasons=ctx.known(item)))
+    def accuracy_check(model, name, wording, published, tolerance, **mode):
+        metrics, relative = _metrics(ctx, model)
+        value = _accuracy(metrics) if metrics else None
+        if value is None:
+            return _missing(item, f"{name} test accuracy", published,
+                            f"{relative} was not produced or has no test accuracy", ctx, tolerance.describe())
+        return compare_value(item, f"{name} test accuracy (thesis: {wording})", value, published, tolerance,
+                             reasons=ctx.known(item), **mode)
 
-    metrics, relative = _metrics(ctx, "cifar_nin")
-    value = _accuracy(metrics) if metrics else None
-    if value is None:
-        out.append(_missing(item, "CIFAR-NIN test accuracy", text.get("cifar_nin_test_accuracy_about"),
-                            f"{relative} was not produced or has no test accuracy", ctx, approx.describe()))
-    else:
-        out.append(compare_value(item, "CIFAR-NIN test accuracy (thesis: about)", value,
-                                 text.get("cifar_nin_test_accuracy_about"), approx, reasons=ctx.known(item)))
+    out.append(accuracy_check("lenet5", "LeNet-5", "above", lenet.get("test_accuracy_above"), stat, mode="at_least"))
+    out.append(accuracy_check("cifar_nin", "CIFAR-NIN", "about", text.get("cifar_nin_test_accuracy_about"), approx))
 
     attacks = ctx.table("results/attacks/lenet5.csv")
     if attacks is None:
