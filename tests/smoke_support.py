@@ -43,9 +43,10 @@ def snakemake_cmd(*args: str, cores: int = 2, configfile: str | None = SMOKE_CON
 
 
 def run_snakemake(workdir: Path, *args: str, cores: int = 2, configfile: str | None = SMOKE_CONFIG,
-                  timeout: int = SNAKEMAKE_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
+                  timeout: int = SNAKEMAKE_TIMEOUT, check: bool = True,
+                  env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(snakemake_cmd(*args, cores=cores, configfile=configfile), cwd=workdir,
-                          capture_output=True, text=True, timeout=timeout, env=_env())
+                          capture_output=True, text=True, timeout=timeout, env={**_env(), **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed in {workdir} (exit {proc.returncode}):\n"
                              + _tail(proc.stdout + "\n" + proc.stderr) + _failed_logs(workdir))
@@ -175,9 +176,39 @@ def _split_list(value: str) -> list[str]:
     return [part.strip() for part in value.split(", ") if part.strip()]
 
 
-def dry_run(workdir: Path, *args: str, configfile: str | None = SMOKE_CONFIG) -> list[PlannedJob]:
-    proc = run_snakemake(workdir, "-n", "--quiet=host", *args, cores=1, configfile=configfile, timeout=600)
+def dry_run(workdir: Path, *args: str, configfile: str | None = SMOKE_CONFIG,
+            env: Mapping[str, str] | None = None) -> list[PlannedJob]:
+    proc = run_snakemake(workdir, "-n", "--quiet=host", *args, cores=1, configfile=configfile, timeout=600, env=env)
     return parse_dry_run(proc.stdout + "\n" + proc.stderr)
+
+
+_RULE_HEAD = re.compile(r"^\s*rule (\w+):|^\s*rule:\s*$|^use rule (\w+) as (\w+)", re.M)
+
+
+def rule_scripts(repo: Path) -> dict[str, str]:
+    """Rule name -> its script's file name in workflow/scripts/, read from the rule files (a rule
+    named in a loop, ``name: f"fetch_{_dataset}"``, counts for each dataset; ``use rule A as B``
+    inherits A's script)."""
+    scripts: dict[str, str] = {}
+    for smk in sorted((repo / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        heads = list(_RULE_HEAD.finditer(text))
+        for i, head in enumerate(heads):
+            block = text[head.end(): heads[i + 1].start() if i + 1 < len(heads) else len(text)]
+            if head.group(2):
+                if head.group(2) in scripts:
+                    scripts[head.group(3)] = scripts[head.group(2)]
+                continue
+            script = re.search(r'script:\s*\n\s*"\.\./scripts/([\w.]+)"', block)
+            if not script:
+                continue
+            if head.group(1):
+                scripts[head.group(1)] = script.group(1)
+            else:
+                name = re.search(r'name:\s*\n\s*f"(\w+)_\{_dataset\}"', block)
+                for dataset in re.findall(r'"(\w+)"', text[text.rfind("for _dataset in", 0, head.start()):head.start()]):
+                    scripts[f"{name.group(1)}_{dataset}"] = script.group(1)
+    return scripts
 
 
 def job_keys(jobs: Iterable[PlannedJob], skip: Sequence[str] = ("all",)) -> set[tuple]:

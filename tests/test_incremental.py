@@ -96,6 +96,14 @@ CHANGES = [
     (("chapter5", "attack", "tol"), lambda v: v / 2,
      {"ch5_attack", "ch5_figure_examples", "ch5_figure_2_5", "ch5_figure_2_5_model"}),
     (("report", "tolerances", "statistical", "rel"), lambda v: v / 2, {"report"}),
+    # the device reaches only the jobs whose results depend on it: never a fetch or prepare job
+    (("device",), lambda v: "auto" if v != "auto" else "cpu",
+     {"ch4_train", "ch4_regularization", "ch5_train", "ch5_bounds", "ch5_attack", "ch5_figure_examples",
+      "ch5_figure_5_12", "ch5_figure_2_5", "ch5_figure_2_5_model", "report"}),
+    (("seed",), lambda v: v + 1,
+     {"fetch_mnist", "fetch_cifar10", "fetch_spambase", "prepare_data", "ch3_linear_test", "ch3_figure_3_1",
+      "ch4_random_mlp", "ch4_regularization", "ch4_train", "ch5_train", "ch5_figure_2_5", "ch5_figure_2_5_model",
+      "ch5_figure_5_12", "ch5_figure_dataset", "ch5_figure_examples", "report"}),
 ]
 
 
@@ -116,6 +124,56 @@ def test_changing_one_config_value_reruns_only_the_jobs_it_feeds(smoke, graph, t
     # only one reason, so a receiver downstream of another one may cite its updated input instead)
     fed_by_another = set().union(*(graph.downstream({job}) for job in receivers))
     first = receivers - fed_by_another
+    for job in plan:
+        if job.key in first:
+            assert "Params have changed" in job.reason, (job.rule, dict(job.wildcards), job.reason)
+
+
+def test_switching_offline_or_the_device_never_replans_a_fetch_or_prepare_job(smoke, tmp_path) -> None:
+    """Snakemake deletes a job's outputs before rerunning it: a download would be deleted, and with
+    offline on it would then be missing. ``offline`` is no param of any job, ``device`` only of the
+    jobs whose numbers depend on it."""
+    config = yaml.safe_load((smoke.path / sm.SMOKE_CONFIG).read_text())
+    config["device"] = "auto" if config["device"] != "auto" else "cpu"
+    config["offline"] = not config["offline"]
+    modified = tmp_path / "modified.yaml"
+    modified.write_text(yaml.safe_dump(config, sort_keys=False))
+    rules = {rule for rule, _ in sm.job_keys(sm.dry_run(smoke.path, configfile=str(modified)))}
+    assert rules, "switching the device re-planned nothing: the test would prove nothing"
+    assert not {r for r in rules if r.startswith(("fetch_", "prepare_"))}, sorted(rules)
+
+
+def test_a_chapter5_setting_replans_no_chapter3_job(smoke, tmp_path) -> None:
+    config = yaml.safe_load((smoke.path / sm.SMOKE_CONFIG).read_text())
+    config["chapter5"]["attack"]["eps_max"] = config["chapter5"]["attack"]["eps_max"] * 2
+    modified = tmp_path / "modified.yaml"
+    modified.write_text(yaml.safe_dump(config, sort_keys=False))
+    rules = {rule for rule, _ in sm.job_keys(sm.dry_run(smoke.path, configfile=str(modified)))}
+    assert "ch5_attack" in rules
+    assert not {r for r in rules if r.startswith(("ch3_", "ch4_", "fetch_", "prepare_"))}, sorted(rules)
+
+
+@pytest.mark.parametrize("module", ["bounds/layers.py", "report/html.py", "data/specs.py"])
+def test_a_library_change_replans_exactly_the_jobs_that_run_it(smoke, graph, tmp_path, module) -> None:
+    """Snakemake watches workflow/scripts/ only; the rules' ``code`` param is the fingerprint of the
+    advbounds modules each script imports (advbounds.codehash). Edit one module in a copy (whose
+    src/ the jobs then import) and compare the plan with the jobs whose scripts reach it."""
+    from advbounds.codehash import module_sources
+
+    tree = sm.clone(smoke.path, tmp_path / "tree")
+    edited = tree / "src" / "advbounds" / module
+    with open(edited, "a", encoding="utf-8") as handle:
+        handle.write("\n# an edit that changes no behaviour, but is a change of the code all the same\n")
+    scripts = sm.rule_scripts(tree)
+    runs_it = {rule for rule, script in scripts.items()
+               if edited.resolve() in module_sources(tree / "workflow" / "scripts" / script,
+                                                     root=tree / "src" / "advbounds")}
+    assert runs_it, f"no rule's script imports {module}"
+    direct = {job for rule in runs_it for job in graph.jobs_of_rule(rule)}
+    expected = direct | graph.downstream(direct)
+    plan = sm.dry_run(tree, env={"PYTHONPATH": str(tree / "src")})
+    _assert_same_jobs(sm.job_keys(plan), expected, f"after editing {module}")
+    first = direct - set().union(*(graph.downstream({job}) for job in direct))
     for job in plan:
         if job.key in first:
             assert "Params have changed" in job.reason, (job.rule, dict(job.wildcards), job.reason)

@@ -317,3 +317,59 @@ def test_multistep_learning_rate_schedule():
     assert training._lr_at(s, 0) == pytest.approx(0.01)
     assert training._lr_at(s, 10_000) == pytest.approx(0.01 * 2 ** -0.75)
     assert training._lr_at(resolve_settings({"iterations": 10}), 10_000) == TRAINING_DEFAULTS["lr"]  # no schedule
+
+
+def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path, monkeypatch):
+    """``--forcerun`` after a library change must retrain, not resume the old code's run."""
+    data = blobs()
+    settings = {**SETTINGS, "iterations": 30, "checkpoint_every": 10}
+    checkpoint = tmp_path / "ckpt.pt"
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 25)
+        with pytest.raises(Interrupt):
+            train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
+                             code_version="old")
+    with pytest.warns(RuntimeWarning, match="different"):
+        metrics = train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
+                                   code_version="new")
+    assert metrics["resumed_from"] == 0
+    # the same code resumes
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 25)
+        with pytest.raises(Interrupt):
+            train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
+                             code_version="new")
+    metrics = train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
+                               code_version="new")
+    assert metrics["resumed_from"] == 20
+
+
+def test_equal_weights_give_a_byte_identical_model_file(tmp_path):
+    """Run metadata (wall time, resume point) differs between two runs with equal weights; it goes
+    to the metrics JSON, not the model file, so a reproduced retrain reruns nothing downstream."""
+    files = []
+    for run in range(2):
+        model = mlp()
+        metrics = train_classifier(model, blobs(), {**SETTINGS, "iterations": 20}, CPU, progress=False)
+        assert "wall_time_s" in metrics and "resumed_from" in metrics
+        path = tmp_path / f"run{run}.pt"
+        save_model(model, "mlp", {"in_dim": 4, "hidden": [8], "n_classes": 3}, path, metrics)
+        files.append(path.read_bytes())
+    assert files[0] == files[1]
+    assert not set(training.RUN_METADATA_KEYS) & set(load_model_record(tmp_path / "run0.pt")["metrics"])
+
+
+def test_training_log_names_the_settings_the_resume_point_and_the_final_accuracy(tmp_path, monkeypatch, caplog):
+    data = blobs()
+    settings = {**SETTINGS, "iterations": 30, "checkpoint_every": 10}
+    checkpoint = tmp_path / "ckpt.pt"
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 25)
+        with pytest.raises(Interrupt):
+            train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint)
+    with caplog.at_level("INFO", logger="advbounds.training"):
+        metrics = train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint)
+    text = caplog.text
+    assert "lr=0.01" in text and "batch_size=16" in text and "iterations=30" in text
+    assert "resumed from checkpoint" in text and "at iteration 20 of 30" in text
+    assert f"test {metrics['test_accuracy']:.4f}" in text and "final accuracy" in text

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -48,6 +50,9 @@ class Job:
     rule: str = "?"
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: from the config, not the params: it changes how raw files are obtained, never what they are,
+    #: so switching it must not rerun (and so delete) a downloaded dataset
+    offline: bool = False
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -66,14 +71,19 @@ def run_job(snakemake: Any, main: Callable[[Job], Any]) -> Any:
         log_path=log_path,
         threads=int(snakemake.threads),
         rule=str(snakemake.rule),
+        # a job without a seed param reads no random numbers of its own; seeding with 0 keeps it
+        # deterministic all the same
         seed=int(params.get("seed", 0)),
+        offline=bool(getattr(snakemake, "config", {}).get("offline", False)),
     )
+    watch_snakemake()
     with _redirect_output(log_path):
         torch.set_num_threads(max(1, job.threads))
         seed_everything(job.seed)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            job.device = resolve_device(params.get("device", "auto"))
+            # only jobs whose results depend on the device receive it; the rest run on the CPU
+            job.device = resolve_device(params.get("device", "cpu"))
         for warning in caught:
             log.warning("%s", warning.message)
         log.info("rule %s %s on %s, seed %d, %d thread(s)", job.rule, job.wildcards, job.device,
@@ -90,6 +100,71 @@ def run_job(snakemake: Any, main: Callable[[Job], Any]) -> Any:
         for out in snakemake.output:
             write_json({**record, "output": str(out)}, provenance_path(out))
     return result
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of ``/proc/<pid>/stat`` (state, parent pid, ...), or None when there is no such
+    process. The name before them, in parentheses, may itself hold spaces and parentheses."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _parent_pid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X")  # a zombie has exited already
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def snakemake_ancestors(pid: int | None = None) -> list[int]:
+    """The processes between this one and the outermost Snakemake that (indirectly) started it,
+    that one included; ``[]`` when no ancestor is Snakemake (a job called from a test or a notebook)
+    or on a system without ``/proc``."""
+    chain, current = [], os.getppid() if pid is None else pid
+    while current and current > 1:
+        chain.append(current)
+        current = _parent_pid(current)
+    outermost = max((i for i, p in enumerate(chain) if "snakemake" in _cmdline(p)), default=None)
+    return [] if outermost is None else chain[: outermost + 1]
+
+
+def watch_snakemake(poll_s: float = 2.0) -> threading.Thread | None:
+    """End this job when the Snakemake run that started it is gone.
+
+    A SIGKILLed ``snakemake`` cannot stop its jobs: they would run on as orphans, holding the CPU or
+    GPU and writing results nobody waits for, while the next run stops at Snakemake's lock. A daemon
+    thread polls the processes from here up to the outermost Snakemake and exits the job (status
+    1) as soon as one of them is gone. Outputs are written atomically, so nothing half-written stays.
+    Recovery of the lock itself: ``snakemake --unlock`` (README).
+    """
+    watched = snakemake_ancestors()
+    if not watched:
+        return None
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            gone = [pid for pid in watched if not _alive(pid)]
+            if gone:
+                log.error("the Snakemake process %d that started this job is gone: stopping the job", gone[0])
+                logging.shutdown()
+                os._exit(1)
+
+    thread = threading.Thread(target=watch, name="watch-snakemake", daemon=True)
+    thread.start()
+    return thread
 
 
 def provenance_path(output: str | Path) -> Path:

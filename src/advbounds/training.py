@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import os
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -25,10 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .io import save_torch
 from .models import build_model
+from .progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 #: every setting ``train_classifier`` understands, with its default (``None``: must be given / unset)
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -55,6 +57,10 @@ MODEL_FORMAT = "advbounds-model"
 _FORMAT_VERSION = 1
 # settings that do not change the training trajectory (excluded from the checkpoint fingerprint)
 _NON_TRAJECTORY_SETTINGS = ("checkpoint_every", "eval_batch_size")
+#: metrics that describe one run rather than the model (they differ between two runs that give
+#: bit-identical weights): kept in the metrics JSON, never in the model file, so that a retrain which
+#: reproduces the weights gives a byte-identical model file and reruns nothing downstream
+RUN_METADATA_KEYS = ("wall_time_s", "resumed_from")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -168,10 +174,13 @@ def _digest_tensor(hasher, tensor: torch.Tensor) -> None:
     hasher.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
-def _fingerprint(model: nn.Module, s: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, device_type: str) -> str:
-    """Identifies a training run: settings that shape the trajectory, architecture, initial weights
-    training data and device type. A checkpoint from any other run is never resumed."""
+def _fingerprint(model: nn.Module, s: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, device_type: str,
+                 code_version: str = "") -> str:
+    """Identifies a training run: settings that shape the trajectory, architecture, initial weights,
+    training data, device type and the code that trains (``code_version``, the job's fingerprint of
+    the library modules it runs). A checkpoint from any other run is never resumed."""
     hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(code_version.encode())
     relevant = {k: v for k, v in s.items() if k not in _NON_TRAJECTORY_SETTINGS}
     hasher.update(repr(sorted(relevant.items())).encode())
     hasher.update(device_type.encode())  # a run is resumed only on the kind of device that began it
@@ -235,6 +244,7 @@ def train_classifier(
     device: torch.device | str,
     progress: bool = True,
     checkpoint_path: str | os.PathLike | None = None,
+    code_version: str = "",
 ) -> dict[str, Any]:
     """Train ``model`` in place on ``data['x_train'], data['y_train']`` and return its metrics.
 
@@ -247,7 +257,9 @@ def train_classifier(
     With ``checkpoint_path``, model, optimizer, iteration and RNG state are written there atomically
     every ``checkpoint_every`` iterations, and a valid checkpoint of the same run (same settings,
     architecture, initial weights and training data) is resumed; the resumed run ends with the same
-    weights as an uninterrupted one. Any other checkpoint is ignored with a warning. The final model
+    weights as an uninterrupted one. Any other checkpoint is ignored with a warning; so is one written
+    by other code (``code_version``: pass the job's code fingerprint, so that a retrain after a
+    library change starts afresh instead of resuming the old code's run). The final model
     is the caller's to save (``save_model``); the checkpoint is left in place.
 
     Returns a JSON-able dict: ``train_accuracy``, ``val_accuracy``, ``test_accuracy`` (``None`` for
@@ -270,7 +282,9 @@ def train_classifier(
     batches_per_epoch = math.ceil(n_train / batch_size)
     total = s["iterations"] if s["iterations"] is not None else s["epochs"] * batches_per_epoch
     device = torch.device(device)
-    fingerprint = _fingerprint(model, s, x_cpu, y_cpu, device.type) if checkpoint_path is not None else ""
+    fingerprint = _fingerprint(model, s, x_cpu, y_cpu, device.type, code_version) if checkpoint_path is not None else ""
+    log.info("training %d iterations on %d samples (%s): %s", total, n_train, device,
+             ", ".join(f"{k}={v}" for k, v in s.items()))
 
     start_time = time.perf_counter()
     model.to(device)
@@ -293,11 +307,11 @@ def train_classifier(
             if cuda_devices and checkpoint.get("rng_cuda") is not None:
                 torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
             start = checkpoint["iteration"]
+            log.info("resumed from checkpoint %s at iteration %d of %d", checkpoint_path, start, total)
             losses = list(checkpoint["recent_losses"])
             loss_curve = [list(point) for point in checkpoint["loss_curve"]]
 
-        bar = tqdm(total=total, initial=start, disable=not progress, file=sys.stderr,
-                   desc="train", unit="it", dynamic_ncols=True, mininterval=1.0)
+        bar = progress_bar(total=total, initial=start, disable=not progress, desc="train", unit="it")
         permutation, permutation_epoch = None, -1
         pending: list[torch.Tensor] = []
         model.train()
@@ -357,11 +371,16 @@ def train_classifier(
             return None
         return evaluate_accuracy(model, x, y, device, batch_size=s["eval_batch_size"])
 
+    accuracies = {split: split_accuracy(split) for split in ("train", "val", "test")}
+    final_loss = float(np.mean(losses)) if losses else None
+    log.info("final accuracy: %s; final loss %s", ", ".join(
+        f"{split} {'n/a' if acc is None else f'{acc:.4f}'}" for split, acc in accuracies.items()),
+        "n/a" if final_loss is None else f"{final_loss:.4f}")
     return {
-        "train_accuracy": split_accuracy("train"),
-        "val_accuracy": split_accuracy("val"),
-        "test_accuracy": split_accuracy("test"),
-        "final_loss": float(np.mean(losses)) if losses else None,
+        "train_accuracy": accuracies["train"],
+        "val_accuracy": accuracies["val"],
+        "test_accuracy": accuracies["test"],
+        "final_loss": final_loss,
         "loss_curve": loss_curve,
         "iterations": total,
         "epochs": total / batches_per_epoch,
@@ -429,8 +448,9 @@ def _plain(value: Any) -> Any:
 def save_model(model: nn.Module, name: str, kwargs: Mapping[str, Any], path: str | os.PathLike,
                metrics: Mapping[str, Any] | None = None) -> None:
     """Write ``model`` atomically as a self-describing file: registry ``name``, builder ``kwargs``,
-    CPU ``state_dict``, ``metrics`` and versions. Checks first that ``build_model(name, **kwargs)``
-    rebuilds a model the state dict fits."""
+    CPU ``state_dict``, ``metrics`` (less ``RUN_METADATA_KEYS``) and versions. Checks first that
+    ``build_model(name, **kwargs)`` rebuilds a model the state dict fits. Equal weights give equal
+    bytes."""
     import advbounds
 
     kwargs = _plain(dict(kwargs))
@@ -442,7 +462,7 @@ def save_model(model: nn.Module, name: str, kwargs: Mapping[str, Any], path: str
         "name": name,
         "kwargs": kwargs,
         "state_dict": state_dict,
-        "metrics": _plain(dict(metrics or {})),
+        "metrics": _plain({k: v for k, v in (metrics or {}).items() if k not in RUN_METADATA_KEYS}),
         "torch_version": str(torch.__version__),
         "advbounds_version": advbounds.__version__,
     }, path)

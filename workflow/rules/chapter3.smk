@@ -10,28 +10,13 @@
 
 CH3 = config["chapter3"]
 CH3_TESTS = [str(k) for k in range(1, len(CH3["tests"]) + 1)]
-CH34_TABLE_EXT = ["csv", "md", "tex"]
-CH34_FIGURE_EXT = ["pdf", "png"]
-# every artifact of Chapters 2-4 by thesis label (chapter4.smk uses these too)
-CH34_TABLES = {
-    label: expand("figures/{name}.{ext}", name=name, ext=CH34_TABLE_EXT)
-    for label, name in [("3_1", "table_3_1"), ("4_1", "table_4_1"), ("4_2", "table_4_2"), ("4_3", "table_4_3"),
-                        ("section_4_3_2", "section_4_3_2"), ("comparison", "comparison_chapters34")]
-}
-CH34_FIGURES = {
-    label: expand("figures/figure_{label}.{ext}", label=label, ext=CH34_FIGURE_EXT)
-    for label in ["2_1", "3_1", "3_2", "4_1", "4_2", "4_3"]
-}
-
 CH3_TEST_FILES = expand("results/linear/test_{test}.csv", test=CH3_TESTS)
-CH3_TARGETS = CH34_TABLES["3_1"] + CH34_FIGURES["3_2"] + CH34_FIGURES["3_1"]
-ALL_TARGETS.extend(CH3_TARGETS)
 
 
 rule chapter3:
     """Every Chapter 3 artifact."""
     input:
-        CH3_TARGETS,
+        chapter_targets(3),
 
 
 rule ch3_linear_test:
@@ -44,7 +29,7 @@ rule ch3_linear_test:
     wildcard_constraints:
         test=r"\d+",
     params:
-        **job_settings(
+        **job_params("ch3_linear_test.py", seed=True,
             settings=lambda wc: {
                 "number": int(wc.test),
                 "spec": CH3["tests"][int(wc.test) - 1],
@@ -53,8 +38,6 @@ rule ch3_linear_test:
             }
         ),
     threads: CH3["threads"]
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch3_linear_test.py"
 
@@ -64,19 +47,17 @@ rule ch3_table_3_1:
     input:
         tests=CH3_TEST_FILES,
     output:
-        CH34_TABLES["3_1"],
+        artifact_files("table_3_1"),
     log:
         "logs/ch3_table_3_1.log",
     params:
-        **job_settings(
+        **job_params("ch3_table_3_1.py",
             settings={
                 "tests": CH3["tests"],
                 "violation_atol": CH3["violation_atol"],
                 "fgs_optimal_rtol": CH3["fgs_optimal_rtol"],
             }
         ),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch3_table_3_1.py"
 
@@ -86,13 +67,11 @@ rule ch3_figure_3_2:
     input:
         tests=CH3_TEST_FILES,
     output:
-        CH34_FIGURES["3_2"],
+        artifact_files("figure_3_2"),
     log:
         "logs/ch3_figure_3_2.log",
     params:
-        **job_settings(),
-    conda:
-        CONDA_ENV
+        **job_params("ch3_figure_3_2.py"),
     script:
         "../scripts/ch3_figure_3_2.py"
 
@@ -100,13 +79,11 @@ rule ch3_figure_3_2:
 rule ch3_figure_3_1:
     """Figure 3.1: the minimal perturbation of a binary linear classifier, from a computed example."""
     output:
-        figure=CH34_FIGURES["3_1"],
+        figure=artifact_files("figure_3_1"),
         example="results/linear/figure_3_1.json",
     log:
         "logs/ch3_figure_3_1.log",
     params:
-        **job_settings(settings=CH3["figure_3_1"]),
-    conda:
-        CONDA_ENV
+        **job_params("ch3_figure_3_1.py", seed=True, settings=CH3["figure_3_1"]),
     script:
         "../scripts/ch3_figure_3_1.py"

@@ -12,7 +12,7 @@
 # profile allows one gpu=1 job at a time, which would serialize the 3 + 24 training jobs.
 #
 # `snakemake --cores all chapter4` builds all of it; the config slice is config["chapter4"]. Include
-# after chapter3.smk (it uses CH34_TABLES / CH34_FIGURES and Table 3.1 for the comparison).
+# after chapter3.smk (the comparison reads Table 3.1).
 
 CH4 = config["chapter4"]
 CH4_TESTS = [str(k) for k in range(1, len(CH4["random_mlp"]["tests"]) + 1)]
@@ -36,38 +36,27 @@ CH4_TRAINED_SETTINGS = {
 CH4_RANDOM_FILES = expand("results/random_mlp/test_{test}.csv", test=CH4_TESTS)
 CH4_TRAINED_FILES = expand("results/mlp/{dataset}.csv", dataset=CH4_DATASETS)
 CH4_METRICS_FILES = expand("results/models/mlp_{dataset}.metrics.json", dataset=CH4_DATASETS)
-CH4_TARGETS = (
-    CH34_TABLES["4_1"] + CH34_FIGURES["2_1"]
-    + CH34_TABLES["4_2"] + CH34_FIGURES["4_1"]
-    + CH34_TABLES["4_3"] + CH34_FIGURES["4_2"]
-    + CH34_TABLES["section_4_3_2"]
-    + CH34_FIGURES["4_3"] + ["figures/figure_4_3.csv"]
-    + CH34_TABLES["comparison"]
-)
-ALL_TARGETS.extend(CH4_TARGETS)
 
 
 rule chapter4:
     """Every Chapter 4 artifact (and Figure 2.1, and the Chapter 3-4 comparison)."""
     input:
-        CH4_TARGETS,
+        chapter_targets(4),
 
 
 rule ch4_table_4_1:
     """Table 4.1: sup |g'| and sup |g''| found numerically, beside the closed forms and the used values."""
     output:
-        CH34_TABLES["4_1"],
+        artifact_files("table_4_1"),
     log:
         "logs/ch4_table_4_1.log",
     params:
-        **job_settings(
+        **job_params("ch4_table_4_1.py",
             settings={
                 "activations": CH4["activations"],
                 "relu_second_derivative": CH4["relu_second_derivative"],
             }
         ),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch4_table_4_1.py"
 
@@ -75,13 +64,11 @@ rule ch4_table_4_1:
 rule ch4_figure_2_1:
     """Figure 2.1: the activation functions (and their first two derivatives)."""
     output:
-        CH34_FIGURES["2_1"],
+        artifact_files("figure_2_1"),
     log:
         "logs/ch4_figure_2_1.log",
     params:
-        **job_settings(settings={"names": CH4["activations"]["names"], "plot": CH4["activations"]["plot"]}),
-    conda:
-        CONDA_ENV
+        **job_params("ch4_figure_2_1.py", settings={"names": CH4["activations"]["names"], "plot": CH4["activations"]["plot"]}),
     script:
         "../scripts/ch4_figure_2_1.py"
 
@@ -95,7 +82,7 @@ rule ch4_random_mlp:
     wildcard_constraints:
         test=r"\d+",
     params:
-        **job_settings(
+        **job_params("ch4_random_mlp.py", seed=True,
             settings=lambda wc: {
                 "number": int(wc.test),
                 "spec": CH4["random_mlp"]["tests"][int(wc.test) - 1],
@@ -107,8 +94,6 @@ rule ch4_random_mlp:
             }
         ),
     threads: CH4["threads"]
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch4_random_mlp.py"
 
@@ -118,13 +103,11 @@ rule ch4_table_4_2:
     input:
         tests=CH4_RANDOM_FILES,
     output:
-        CH34_TABLES["4_2"],
+        artifact_files("table_4_2"),
     log:
         "logs/ch4_table_4_2.log",
     params:
-        **job_settings(settings={"tests": CH4["random_mlp"]["tests"], "violation_atol": CH4["violation_atol"]}),
-    conda:
-        CONDA_ENV
+        **job_params("ch4_table_4_2.py", settings={"tests": CH4["random_mlp"]["tests"], "violation_atol": CH4["violation_atol"]}),
     script:
         "../scripts/ch4_table_4_2.py"
 
@@ -134,13 +117,11 @@ rule ch4_figure_4_1:
     input:
         tests=CH4_RANDOM_FILES,
     output:
-        CH34_FIGURES["4_1"],
+        artifact_files("figure_4_1"),
     log:
         "logs/ch4_figure_4_1.log",
     params:
-        **job_settings(settings={"symlog": CH4["deviation_axis_linthresh"]}),
-    conda:
-        CONDA_ENV
+        **job_params("ch4_figure_4_1.py", settings={"symlog": CH4["deviation_axis_linthresh"]}),
     script:
         "../scripts/ch4_figure_4_1.py"
 
@@ -159,10 +140,8 @@ rule ch4_train:
     wildcard_constraints:
         dataset=CH4_DATASET_RE,
     params:
-        **job_settings(settings=lambda wc: CH4_TRAINED_SETTINGS[wc.dataset]),
+        **job_params("ch4_train.py", seed=True, device=True, settings=lambda wc: CH4_TRAINED_SETTINGS[wc.dataset]),
     threads: CH4["threads"]
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch4_train.py"
 
@@ -179,7 +158,7 @@ rule ch4_evaluate:
     wildcard_constraints:
         dataset=CH4_DATASET_RE,
     params:
-        **job_settings(
+        **job_params("ch4_evaluate.py",
             settings={
                 "split": CH4["trained"]["split"],
                 "attack": CH4["trained"]["attack"],
@@ -189,8 +168,6 @@ rule ch4_evaluate:
             }
         ),
     threads: CH4["threads"]
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch4_evaluate.py"
 
@@ -200,13 +177,11 @@ rule ch4_table_4_3:
     input:
         frames=CH4_TRAINED_FILES,
     output:
-        CH34_TABLES["4_3"],
+        artifact_files("table_4_3"),
     log:
         "logs/ch4_table_4_3.log",
     params:
-        **job_settings(settings={"datasets": CH4_DATASETS, "violation_atol": CH4["violation_atol"]}),
-    conda:
-        CONDA_ENV
+        **job_params("ch4_table_4_3.py", settings={"datasets": CH4_DATASETS, "violation_atol": CH4["violation_atol"]}),
     script:
         "../scripts/ch4_table_4_3.py"
 
@@ -216,13 +191,11 @@ rule ch4_figure_4_2:
     input:
         frames=CH4_TRAINED_FILES,
     output:
-        CH34_FIGURES["4_2"],
+        artifact_files("figure_4_2"),
     log:
         "logs/ch4_figure_4_2.log",
     params:
-        **job_settings(settings={"datasets": CH4_DATASETS, "symlog": CH4["deviation_axis_linthresh"]}),
-    conda:
-        CONDA_ENV
+        **job_params("ch4_figure_4_2.py", settings={"datasets": CH4_DATASETS, "symlog": CH4["deviation_axis_linthresh"]}),
     script:
         "../scripts/ch4_figure_4_2.py"
 
@@ -232,16 +205,14 @@ rule ch4_accuracies:
     input:
         metrics=CH4_METRICS_FILES,
     output:
-        CH34_TABLES["section_4_3_2"],
+        artifact_files("section_4_3_2"),
     log:
         "logs/ch4_accuracies.log",
     params:
-        **job_settings(
+        **job_params("ch4_accuracies.py",
             settings={"datasets": CH4_DATASETS,
                       "hidden": {d: CH4["trained"]["datasets"][d]["hidden"] for d in CH4_DATASETS}}
         ),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch4_accuracies.py"
 
@@ -261,7 +232,7 @@ rule ch4_regularization:
         dataset=CH4_DATASET_RE,
         ell="|".join(e.replace(".", r"\.").replace("+", r"\+") for e in CH4_ELLS),
     params:
-        **job_settings(
+        **job_params("ch4_regularization.py", seed=True, device=True,
             settings=lambda wc: {
                 **CH4_TRAINED_SETTINGS[wc.dataset],
                 "ell": CH4_ELL_BY_NAME[wc.ell],
@@ -272,8 +243,6 @@ rule ch4_regularization:
             }
         ),
     threads: CH4["threads"]
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch4_regularization.py"
 
@@ -283,14 +252,12 @@ rule ch4_figure_4_3:
     input:
         points=expand("results/regularization/{dataset}/ell_{ell}.json", dataset=CH4_DATASETS, ell=CH4_ELLS),
     output:
-        figure=CH34_FIGURES["4_3"],
+        figure=artifact_files("figure_4_3"),
         data="figures/figure_4_3.csv",
     log:
         "logs/ch4_figure_4_3.log",
     params:
-        **job_settings(),
-    conda:
-        CONDA_ENV
+        **job_params("ch4_figure_4_3.py"),
     script:
         "../scripts/ch4_figure_4_3.py"
 
@@ -304,12 +271,10 @@ rule ch4_comparison:
         table_4_3="figures/table_4_3.csv",
         accuracies="figures/section_4_3_2.csv",
     output:
-        CH34_TABLES["comparison"],
+        artifact_files("comparison_chapters34"),
     log:
         "logs/ch4_comparison.log",
     params:
-        **job_settings(),
-    conda:
-        CONDA_ENV
+        **job_params("ch4_comparison.py"),
     script:
         "../scripts/ch4_comparison.py"

@@ -12,39 +12,17 @@ CH5 = config["chapter5"]
 CH5_MODELS = list(CH5["models"])
 CH5_MODEL_RE = "|".join(CH5_MODELS)
 CH5_FIG = CH5["figures"]
-_ch5_named = {
-    "chapter5.networks": CH5["networks"],
-    "chapter5.lrn_networks": CH5["lrn_networks"],
-    "chapter5.figures.figure_2_5.extra_models": CH5_FIG["figure_2_5"]["extra_models"],
-    **{f"chapter5.figures.{k}.model": [v["model"]] for k, v in CH5_FIG.items() if "model" in v},
-}
-for _key, _names in _ch5_named.items():
-    for _name in _names:
-        if _name not in CH5["models"]:
-            raise ValueError(f"config key {_key} names model {_name!r}, which is not in chapter5.models "
-                             f"({', '.join(CH5_MODELS)})")
-CH5_TABLE_EXT = ["csv", "md", "tex"]
-CH5_FIGURE_EXT = ["pdf", "png"]
 
 
 include: "chapter5_functions.smk"
 
 
-CH5_TARGETS = [
-    *(f for label in ("5_1", "5_2", "5_3") for f in ch5_table(label)),
-    *(f for label in ("5_1", "5_3", "5_8", "5_9", "5_10", "5_11", "5_12", "5_13", "2_5") for f in ch5_figure(label)),
-    *(f for m in CH5_FIG["figure_2_5"]["extra_models"] for f in ch5_figure(f"2_5_{m}")),
-    "figures/figure_5_10_counts.csv",
-    "figures/figure_5_12.csv",
-    "figures/figure_5_13.csv",
-]
-ALL_TARGETS.extend(CH5_TARGETS)
 
 
 rule chapter5:
     """Every Chapter 5 artifact (and Figure 2.5)."""
     input:
-        CH5_TARGETS,
+        chapter_targets(5),
 
 
 rule ch5_train:
@@ -61,13 +39,11 @@ rule ch5_train:
     wildcard_constraints:
         model=CH5_MODEL_RE,
     params:
-        **job_settings(settings=lambda wc: CH5["models"][wc.model]),
+        **job_params("ch5_train.py", seed=True, device=True, settings=lambda wc: CH5["models"][wc.model]),
         checkpoint=lambda wc: f"results/checkpoints/{wc.model}.pt",
     threads: CH5["threads"]
     resources:
         gpu=1,
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch5_train.py"
 
@@ -86,12 +62,10 @@ rule ch5_bounds:
     wildcard_constraints:
         model=CH5_MODEL_RE,
     params:
-        **job_settings(settings=CH5["bounds"]),
+        **job_params("ch5_bounds.py", device=True, settings=CH5["bounds"]),
     threads: CH5["threads"]
     resources:
         gpu=1,
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch5_bounds.py"
 
@@ -110,12 +84,10 @@ rule ch5_attack:
     wildcard_constraints:
         model=CH5_MODEL_RE,
     params:
-        **job_settings(settings=CH5["attack"]),
+        **job_params("ch5_attack.py", device=True, settings=CH5["attack"]),
     threads: CH5["threads"]
     resources:
         gpu=1,
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch5_attack.py"
 
@@ -125,15 +97,13 @@ rule ch5_table_5_1:
     input:
         **ch5_model_inputs(CH5["networks"]),
     output:
-        ch5_table("5_1"),
+        artifact_files("table_5_1"),
     log:
         "logs/ch5_tables/table_5_1.log",
     benchmark:
         "logs/benchmarks/ch5_tables/table_5_1.tsv"
     params:
-        **job_settings(settings={"models": CH5["networks"]}),
-    conda:
-        CONDA_ENV
+        **job_params("ch5_tables.py", settings={"models": CH5["networks"]}, table="5_1"),
     script:
         "../scripts/ch5_tables.py"
 
@@ -143,15 +113,13 @@ rule ch5_table_5_2:
     input:
         **ch5_model_inputs(CH5["networks"], bounds=False),
     output:
-        ch5_table("5_2"),
+        artifact_files("table_5_2"),
     log:
         "logs/ch5_tables/table_5_2.log",
     benchmark:
         "logs/benchmarks/ch5_tables/table_5_2.tsv"
     params:
-        **job_settings(settings={"models": CH5["networks"]}),
-    conda:
-        CONDA_ENV
+        **job_params("ch5_tables.py", settings={"models": CH5["networks"]}, table="5_2"),
     script:
         "../scripts/ch5_tables.py"
 
@@ -161,15 +129,13 @@ rule ch5_table_5_3:
     input:
         **ch5_model_inputs(CH5["lrn_networks"]),
     output:
-        ch5_table("5_3"),
+        artifact_files("table_5_3"),
     log:
         "logs/ch5_tables/table_5_3.log",
     benchmark:
         "logs/benchmarks/ch5_tables/table_5_3.tsv"
     params:
-        **job_settings(settings={"models": CH5["lrn_networks"]}),
-    conda:
-        CONDA_ENV
+        **job_params("ch5_tables.py", settings={"models": CH5["lrn_networks"]}, table="5_3"),
     script:
         "../scripts/ch5_tables.py"
 
@@ -179,7 +145,7 @@ rule ch5_figure_dataset:
     input:
         data=lambda wc: {"5_1": "results/data/mnist.pt", "5_3": "results/data/cifar10.pt"}[wc.label],
     output:
-        expand("figures/figure_{{label}}.{ext}", ext=CH5_FIGURE_EXT),
+        artifact_files("figure_{label}"),
     log:
         "logs/ch5_figures/figure_{label}.log",
     benchmark:
@@ -187,9 +153,7 @@ rule ch5_figure_dataset:
     wildcard_constraints:
         label="5_1|5_3",
     params:
-        **job_settings(settings=CH5_FIG["dataset_samples"]),
-    conda:
-        CONDA_ENV
+        **job_params("ch5_figure_dataset.py", seed=True, settings=CH5_FIG["dataset_samples"]),
     script:
         "../scripts/ch5_figure_dataset.py"
 
@@ -201,7 +165,7 @@ rule ch5_figure_examples:
         attacks=lambda wc: f"results/attacks/{CH5_FIG[f'figure_{wc.label}']['model']}.csv",
         data=lambda wc: ch5_data(CH5_FIG[f"figure_{wc.label}"]["model"]),
     output:
-        expand("figures/figure_{{label}}.{ext}", ext=CH5_FIGURE_EXT),
+        artifact_files("figure_{label}"),
     log:
         "logs/ch5_figures/figure_{label}.log",
     benchmark:
@@ -209,11 +173,9 @@ rule ch5_figure_examples:
     wildcard_constraints:
         label="5_8|5_9",
     params:
-        **job_settings(settings=lambda wc: {**CH5_FIG[f"figure_{wc.label}"], "attack": CH5["attack"]}),
+        **job_params("ch5_figure_examples.py", seed=True, device=True, settings=lambda wc: {**CH5_FIG[f"figure_{wc.label}"], "attack": CH5["attack"]}),
     resources:
         gpu=1,
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch5_figure_examples.py"
 
@@ -223,16 +185,14 @@ rule ch5_figure_5_10:
     input:
         **ch5_model_inputs(CH5["networks"], bounds=False),
     output:
-        expand("figures/figure_5_10.{ext}", ext=CH5_FIGURE_EXT),
+        artifact_files("figure_5_10"),
         counts="figures/figure_5_10_counts.csv",
     log:
         "logs/ch5_figures/figure_5_10.log",
     benchmark:
         "logs/benchmarks/ch5_figures/figure_5_10.tsv"
     params:
-        **job_settings(settings={"models": CH5["networks"]}),
-    conda:
-        CONDA_ENV
+        **job_params("ch5_figure_5_10.py", settings={"models": CH5["networks"]}),
     script:
         "../scripts/ch5_figure_5_10.py"
 
@@ -242,15 +202,13 @@ rule ch5_figure_5_11:
     input:
         attacks=ch5_per_model("results/attacks/{model}.csv", CH5["networks"]),
     output:
-        expand("figures/figure_5_11.{ext}", ext=CH5_FIGURE_EXT),
+        artifact_files("figure_5_11"),
     log:
         "logs/ch5_figures/figure_5_11.log",
     benchmark:
         "logs/benchmarks/ch5_figures/figure_5_11.tsv"
     params:
-        **job_settings(settings={"models": CH5["networks"]}),
-    conda:
-        CONDA_ENV
+        **job_params("ch5_figure_5_11.py", settings={"models": CH5["networks"]}),
     script:
         "../scripts/ch5_figure_5_11.py"
 
@@ -261,19 +219,17 @@ rule ch5_figure_5_12:
         model=f"results/models/{CH5_FIG['figure_5_12']['model']}.pt",
         data=ch5_data(CH5_FIG["figure_5_12"]["model"]),
     output:
-        expand("figures/figure_5_12.{ext}", ext=CH5_FIGURE_EXT),
+        artifact_files("figure_5_12"),
         table="figures/figure_5_12.csv",
     log:
         "logs/ch5_figures/figure_5_12.log",
     benchmark:
         "logs/benchmarks/ch5_figures/figure_5_12.tsv"
     params:
-        **job_settings(settings={**CH5_FIG["figure_5_12"], "bounds": CH5["bounds"]}),
+        **job_params("ch5_figure_5_12.py", seed=True, device=True, settings={**CH5_FIG["figure_5_12"], "bounds": CH5["bounds"]}),
     threads: CH5["threads"]
     resources:
         gpu=1,
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch5_figure_5_12.py"
 
@@ -283,16 +239,14 @@ rule ch5_figure_5_13:
     input:
         bounds=f"results/bounds/{CH5_FIG['figure_5_13']['model']}.csv",
     output:
-        expand("figures/figure_5_13.{ext}", ext=CH5_FIGURE_EXT),
+        artifact_files("figure_5_13"),
         table="figures/figure_5_13.csv",
     log:
         "logs/ch5_figures/figure_5_13.log",
     benchmark:
         "logs/benchmarks/ch5_figures/figure_5_13.tsv"
     params:
-        **job_settings(settings=CH5_FIG["figure_5_13"]),
-    conda:
-        CONDA_ENV
+        **job_params("ch5_figure_5_13.py", settings=CH5_FIG["figure_5_13"]),
     script:
         "../scripts/ch5_figure_5_13.py"
 
@@ -306,25 +260,23 @@ rule ch5_figure_2_5:
         model=lambda wc: f"results/models/{ch5_iterative_model(wc)}.pt",
         data=lambda wc: ch5_data(ch5_iterative_model(wc)),
     output:
-        expand("figures/figure_2_5.{ext}", ext=CH5_FIGURE_EXT),
+        artifact_files("figure_2_5"),
     log:
         "logs/ch5_figures/figure_2_5.log",
     benchmark:
         "logs/benchmarks/ch5_figures/figure_2_5.tsv"
     params:
-        **job_settings(settings={**CH5_ITERATIVE, "attack": CH5["attack"]}),
+        **job_params("ch5_figure_2_5.py", seed=True, device=True, settings={**CH5_ITERATIVE, "attack": CH5["attack"]}),
         model=ch5_iterative_model,
     resources:
         gpu=1,
-    conda:
-        CONDA_ENV
     script:
         "../scripts/ch5_figure_2_5.py"
 
 
 use rule ch5_figure_2_5 as ch5_figure_2_5_model with:
     output:
-        [f"figures/figure_2_5_{{model,{CH5_MODEL_RE}}}.{ext}" for ext in CH5_FIGURE_EXT],
+        artifact_files(f"figure_2_5_{{model,{CH5_MODEL_RE}}}"),
     log:
         "logs/ch5_figures/figure_2_5_{model}.log",
     benchmark:

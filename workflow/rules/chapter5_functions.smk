@@ -10,14 +10,6 @@ def ch5_per_model(pattern, models):
     return [pattern.format(model=m) for m in models]
 
 
-def ch5_table(label):
-    return [f"figures/table_{label}.{ext}" for ext in CH5_TABLE_EXT]
-
-
-def ch5_figure(label):
-    return [f"figures/figure_{label}.{ext}" for ext in CH5_FIGURE_EXT]
-
-
 def ch5_model_inputs(models, bounds=True):
     files = {
         "attacks": ch5_per_model("results/attacks/{model}.csv", models),

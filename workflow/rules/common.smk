@@ -1,41 +1,75 @@
 # Shared set-up: config validation, paths and small helpers for the rule files.
 # Validation runs when the workflow is parsed, so a bad config stops the run before any job.
 
-import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
+import yaml
 
-_split = config["datasets"]["uci_split"]
-if abs(_split["train"] + _split["test"] + _split["val"] - 1.0) > 1e-9:
-    raise ValueError(
-        "config key datasets.uci_split: train + test + val must sum to 1 "
-        f"(got {_split['train']} + {_split['test']} + {_split['val']})"
-    )
+from advbounds.codehash import code_fingerprint
+from advbounds.report.catalog import artifact_files, stage_targets
+from advbounds.config import check_config, coerce_command_line_strings
+
+CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
+
+# --config leaves nested values as strings: give them their schema types, then let the schema judge
+coerce_command_line_strings(config, yaml.safe_load(Path(workflow.basedir, CONFIG_SCHEMA).read_text()))
+validate(config, schema=f"../../{CONFIG_SCHEMA}")
+check_config(config)
 
 DATA_DIR = config["data_dir"]
-# One software environment for all rules (used with --use-conda): environment.yml installs this
-# package, and pyproject.toml is the one list of dependencies. Relative to workflow/rules/.
-CONDA_ENV = "../../environment.yml"
+REPORT_HTML = "figures/report.html"
+REPORT_GALLERY = "results/report/gallery"
 DATASETS = ["iris", "wine", "spambase", "mnist", "cifar10"]
 
-# Every rule file appends the final artifacts it owns; `rule all` requests them.
-ALL_TARGETS = []
 
 
-def job_settings(**extra):
-    """Params every job receives: the seed and device, plus the config slice it depends on.
+def get_final_output():
+    """Every final artifact, what `rule all` asks for: the prepared data sets, each chapter's
+    catalog entries (advbounds.report.catalog, the one list of them) and the report."""
+    return [
+        *expand("results/data/{dataset}.pt", dataset=DATASETS),
+        *chapter_targets(3),
+        *chapter_targets(4),
+        *chapter_targets(5),
+        REPORT_HTML,
+        REPORT_GALLERY,
+    ]
 
-    Passing only the slice a job uses keeps Snakemake's params rerun trigger precise: editing one
-    config value reruns only the jobs that value feeds.
+
+def chapter_targets(chapter):
+    """The final artifacts of one chapter's rules (`snakemake chapter<N>`); Chapter 5 adds the
+    Figure 2.5 variants of the models config chapter5.figures.figure_2_5.extra_models names."""
+    variants = [f"figure_2_5_{m}" for m in config["chapter5"]["figures"]["figure_2_5"]["extra_models"]]
+    return stage_targets(chapter, variants if chapter == 5 else ())
+
+
+def job_params(script, *, settings=None, seed=False, device=False, **extra):
+    """The params of a job: exactly what its code reads, so that Snakemake's params trigger reruns
+    a job when, and only when, something it uses changes.
+
+    ``script``: the rule's file in workflow/scripts/; ``code`` is the fingerprint of every advbounds
+    module it imports (advbounds.codehash), so a library change reruns the jobs that run it.
+    ``settings``: the config slice the job reads. ``seed`` / ``device``: only for jobs whose results
+    depend on them. Settings that change how a job gets its result but not the result (``offline``)
+    are read from the config by advbounds.jobs and are no rerun trigger.
     """
-    return {"seed": config["seed"], "device": config["device"], **extra}
+    params = {"code": code_fingerprint(Path(workflow.basedir) / "workflow" / "scripts" / script)}
+    if settings is not None:
+        params["settings"] = settings
+    if seed:
+        params["seed"] = config["seed"]
+    if device:
+        params["device"] = config["device"]
+    return {**params, **extra}
 
 
-def dataset_raw_files(dataset):
-    """Raw files of a dataset under data_dir: what its fetch rule produces (none for Iris/Wine)."""
+def dataset_raw_files(dataset, missing_only=False):
+    """Raw files of a dataset under data_dir (none for Iris/Wine), each as it is on disk: an MNIST
+    file pre-staged as torchvision's extracted *-ubyte (no .gz) is named so. ``missing_only``: just
+    the absent ones, i.e. what the fetch rule downloads -- Snakemake deletes a job's existing outputs
+    before running it, so a pre-staged file must never be one."""
     from advbounds.data import raw_files
 
-    return [f"{DATA_DIR}/{path}" for path in raw_files(dataset)]
+    return [f"{DATA_DIR}/{path}" for path in raw_files(dataset, DATA_DIR, missing_only=missing_only)]

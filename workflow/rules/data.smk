@@ -1,9 +1,11 @@
 # Data stage: raw files under data_dir (downloaded and verified, pre-staged, or synthetic in smoke
 # runs) -> results/data/{dataset}.pt. Iris and Wine come with scikit-learn and need no raw file.
+# A fetch job's outputs are only the files it downloads; files already there, pre-staged ones
+# included, are plain inputs of prepare_data, verified there. In smoke runs the fetch job writes
+# every synthetic file itself (from the seed and sizes), so there all of them are its outputs.
 
 DATA_SETTINGS = {
     "data_dir": DATA_DIR,
-    "offline": config["offline"],
     "synthetic": config["synthetic"],
     "allow_partial": config["datasets"]["allow_partial_mnist_train"],
     # only smoke runs read the sizes; keeping them out otherwise keeps real jobs from rerunning
@@ -17,13 +19,11 @@ for _dataset in ("spambase", "mnist", "cifar10"):
         name:
             f"fetch_{_dataset}"
         output:
-            dataset_raw_files(_dataset),
+            dataset_raw_files(_dataset, missing_only=not config["synthetic"]),
         params:
-            **job_settings(dataset=_dataset, settings=DATA_SETTINGS),
+            **job_params("fetch_data.py", seed=config["synthetic"], dataset=_dataset, settings=DATA_SETTINGS),
         log:
             f"logs/data/fetch_{_dataset}.log",
-        conda:
-            CONDA_ENV
         script:
             "../scripts/fetch_data.py"
 
@@ -35,7 +35,7 @@ rule prepare_data:
     output:
         "results/data/{dataset}.pt",
     params:
-        **job_settings(
+        **job_params("prepare_data.py", seed=True,
             settings={**DATA_SETTINGS, "uci_split": config["datasets"]["uci_split"],
                       "image_val_fraction": config["datasets"]["image_val_fraction"]},
         ),
@@ -43,10 +43,6 @@ rule prepare_data:
         dataset="|".join(DATASETS),
     log:
         "logs/data/prepare_{dataset}.log",
-    conda:
-        CONDA_ENV
     script:
         "../scripts/prepare_data.py"
 
-
-ALL_TARGETS.extend(expand("results/data/{dataset}.pt", dataset=DATASETS))

@@ -5,24 +5,21 @@
 #   report_gallery  -> results/report/gallery/ (copies of the figure PNGs and table CSVs, flagged for
 #                      Snakemake's own report: `snakemake --report figures/snakemake_report.zip`)
 #
-# The report's inputs are every final artifact of the other rule files (ALL_TARGETS, read lazily by
+# The report's inputs are every final artifact of the other rule files (get_final_output(), read lazily by
 # an input function, so the order of the `include:` lines does not matter) plus the published values,
 # copied into the repository (reference/paper_values.yaml) so a run never needs anything outside it.
 # Logic lives in advbounds.report; the scripts are thin adapters.
 
 from pathlib import Path
 
-from advbounds.report.catalog import gallery_sources, report_inputs, source_files
+from advbounds.report.catalog import gallery_captions, gallery_sources, report_inputs, source_files
 
-REPORT_HTML = "figures/report.html"
 REPORT_VERDICTS = "results/report/verdicts.csv"
-REPORT_GALLERY = "results/report/gallery"
 REPORT_OWN = {REPORT_HTML, REPORT_VERDICTS, REPORT_GALLERY}
 # the bounds engineer's findings: cited by the verdicts when present (read at parse time, so adding
 # the file later reruns the report through the input trigger)
 REPORT_FINDINGS = ["docs/findings.md"] if Path("docs/findings.md").exists() else []
 
-ALL_TARGETS.extend([REPORT_HTML, REPORT_GALLERY])
 
 report: "../report/workflow.rst"
 
@@ -30,9 +27,9 @@ report: "../report/workflow.rst"
 rule report:
     """figures/report.html: published values, our numbers, verdicts, reasons and provenance."""
     input:
-        # every final artifact except the report's own (a lambda: ALL_TARGETS is complete only
+        # every final artifact except the report's own (a lambda: get_final_output() is complete only
         # once every rule file is parsed)
-        artifacts=lambda wildcards: report_inputs(ALL_TARGETS, exclude=REPORT_OWN),
+        artifacts=lambda wildcards: report_inputs(get_final_output(), exclude=REPORT_OWN),
         # per-sample results and metrics behind the numbers the thesis states in its text
         sources=lambda wildcards: source_files(config),
         paper_values="reference/paper_values.yaml",
@@ -43,10 +40,9 @@ rule report:
     log:
         "logs/report/report.log",
     params:
-        **job_settings(settings=config["report"], run={"synthetic": config["synthetic"]}),
+        **job_params("report_html.py", settings=config["report"],
+                    run={"synthetic": config["synthetic"], "seed": config["seed"], "device": config["device"]}),
     threads: 1
-    conda:
-        CONDA_ENV
     script:
         "../scripts/report_html.py"
 
@@ -54,7 +50,7 @@ rule report:
 rule report_gallery:
     """Copies of the thesis figures and tables, flagged for `snakemake --report` (browsing)."""
     input:
-        lambda wildcards: gallery_sources(ALL_TARGETS),
+        lambda wildcards: gallery_sources(get_final_output()),
     output:
         report(
             directory(REPORT_GALLERY),
@@ -67,9 +63,9 @@ rule report_gallery:
     log:
         "logs/report/report_gallery.log",
     params:
-        **job_settings(),
+        **job_params("report_gallery.py"),
+        # the thesis caption of each file, for the caption template (thesis_item.rst)
+        captions=lambda wildcards: gallery_captions(get_final_output()),
     threads: 1
-    conda:
-        CONDA_ENV
     script:
         "../scripts/report_gallery.py"

@@ -9,7 +9,7 @@ def main(job):
 
     entries = cnn.load_entries(job.settings["models"], attacks=job.input.attacks,
                                bounds=job.input.get("bounds"), metrics=job.input.get("metrics"))
-    label = job.rule.removeprefix("ch5_table_")
+    label = job.params["table"]
     table = {"5_1": cnn.table_5_1, "5_2": cnn.table_5_2, "5_3": cnn.table_5_3}[label](entries)
     write_table(table, job.output, caption=cnn.TABLE_CAPTIONS[label])
 

@@ -13,7 +13,8 @@ def main(job):
     builder = settings.get("builder", model_name)
     data = cnn.load_data(job.input.data)
     model, kwargs, metrics = cnn.train_cnn(builder, data, settings, seed=job.seed, device=job.device,
-                                           checkpoint_path=job.params["checkpoint"], progress=True)
+                                           checkpoint_path=job.params["checkpoint"],
+                                           code_version=job.params["code"], progress=True)
     metrics.update(model=model_name, network=cnn.display_name(model_name), dataset=settings["dataset"],
                    input_shape=list(cnn.image_shape(data)), classes=list(data.get("classes") or []),
                    n_test=int(len(data["x_test"])), data_meta=data.get("meta", {}))

@@ -8,7 +8,7 @@ def main(job):
     s, dataset = job.settings, job.params["dataset"]
     if s["synthetic"]:
         write_synthetic(dataset, s["data_dir"], seed=job.seed, sizes=s["synthetic_sizes"])
-    fetch_raw(dataset, s["data_dir"], s["offline"], synthetic=s["synthetic"],
+    fetch_raw(dataset, s["data_dir"], job.offline, synthetic=s["synthetic"],
               allow_partial=s["allow_partial"])
 
 

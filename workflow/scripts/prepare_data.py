@@ -7,7 +7,7 @@ from advbounds.jobs import run_job
 def main(job):
     s = job.settings
     prepare_dataset(job.wildcards["dataset"], s["data_dir"], job.output[0], seed=job.seed,
-                    split=s["uci_split"], offline=s["offline"], synthetic=s["synthetic"],
+                    split=s["uci_split"], offline=job.offline, synthetic=s["synthetic"],
                     allow_partial=s["allow_partial"], image_val_fraction=s["image_val_fraction"])
 
 

@@ -14,7 +14,7 @@ def main(job):
         paper_values_path=job.input.paper_values,
         findings_path=findings[0] if findings else None,
         settings=job.settings,
-        run={**job.params["run"], "seed": job.seed, "device": str(job.device)},
+        run=job.params["run"],
         artifacts=list(job.input.artifacts),
     )
     write_frame(comparisons_frame(model), job.output.verdicts)

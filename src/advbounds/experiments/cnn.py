@@ -103,6 +103,7 @@ def train_cnn(
     seed: int,
     device: torch.device | str,
     checkpoint_path: str | None = None,
+    code_version: str = "",
     progress: bool = True,
 ) -> tuple[nn.Sequential, dict[str, Any], dict[str, Any]]:
     """Build registry model ``builder`` for ``data`` and train it.
@@ -117,7 +118,8 @@ def train_cnn(
     kwargs = model_kwargs(data, settings.get("architecture"))
     model = build_model(builder, seed=seed, **kwargs)
     training = {"seed": int(seed), **dict(settings["training"])}
-    metrics = train_classifier(model, data, training, device, progress=progress, checkpoint_path=checkpoint_path)
+    metrics = train_classifier(model, data, training, device, progress=progress, checkpoint_path=checkpoint_path,
+                               code_version=code_version)
     metrics["builder"] = builder
     metrics["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
     return model, kwargs, metrics
@@ -159,13 +161,12 @@ def bounds_frame(
     conv2, pool2, flatten, ip1, ip2``; ``bound == kappa_scale``) and, for a network with an MLP
     tail, ``jacobian_norm`` (``||J(x)||`` of Theorem 4.2).
     """
-    from tqdm.auto import tqdm
-
     from advbounds.bounds import model_bounds
+    from advbounds.progress import progress_bar
 
     model = model.to(device).eval()
     rows: list[pd.DataFrame] = []
-    for part in tqdm(list(_batches(len(x), batch_size)), desc="bounds", disable=not progress, mininterval=1.0):
+    for part in progress_bar(list(_batches(len(x), batch_size)), desc="bounds", disable=not progress):
         xb = x[part].to(device=device, dtype=torch.float32)
         # model_bounds sizes its own inner chunks from the activations (about 512 MiB)
         result = model_bounds(model, xb, relu_second_derivative=relu_second_derivative)

@@ -124,9 +124,15 @@ def build_model(root: str | Path, *, paper_values_path: str | Path, findings_pat
         arts = [_artifact(root, path) for path in item.files]
         problems = [f"{a.path} is missing" for a in arts if not a.exists]
         problems += [f"{a.path} has no provenance record" for a in arts if a.exists and a.provenance is None]
+        for problem in problems:  # an artifact the run should have made is not there: a real error
+            log.error("%s: %s", item.label, problem)
         comparisons = compare_item(item.key, ctx) if item.generated else []
-        problems += [f"{c.quantity}: {c.reasons[0]}" for c in comparisons
-                     if c.verdict == MISSING and c.reasons]
+        # a number we could not compare (e.g. a NaN statistic over no sample) is expected on small
+        # runs: the report shows it with its reason, and the log notes it as a warning only
+        gaps = [f"{c.quantity}: {c.reasons[0]}" for c in comparisons if c.verdict == MISSING and c.reasons]
+        for gap in gaps:
+            log.warning("%s: %s", item.label, gap)
+        problems += gaps
         table = None
         csv = root / f"figures/{item.key}.csv"
         if item.kind == "table" and csv.exists():
@@ -139,8 +145,6 @@ def build_model(root: str | Path, *, paper_values_path: str | Path, findings_pat
         blocks = [sources.published_block(paper_text, key) for key in item.paper_keys]
         reports.append(ItemReport(item, arts, comparisons, known[item.key], by_item.get(item.key, []),
                                   "\n".join(b for b in blocks if b), table, image, problems, data_tables))
-        for problem in problems:
-            log.error("%s: %s", item.label, problem)
 
     catalogued = {path for item in items for path in item.files}
     others = [_artifact(root, str(path)) for path in dict.fromkeys(map(str, artifacts))

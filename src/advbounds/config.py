@@ -1,0 +1,92 @@
+"""The pipeline's config: command-line values to their schema types, and the checks that span
+several keys. Torch-free: the Snakefile calls it while it parses.
+
+The JSON schema (workflow/schemas/config.schema.yaml) is the parse-time gate for every single key;
+this module adds what a schema cannot say (the UCI split sums to 1, every model a figure or table
+names exists) and one repair: Snakemake's ``--config`` parser makes ``True``/``False`` booleans at
+the top level only, and leaves every value inside a ``key={...}`` mapping a string, so
+``--config offline=true`` or ``'datasets={"allow_partial_mnist_train": true}'`` would fail the
+schema although the user wrote what YAML calls a boolean.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+_BOOLEANS = {"true": True, "false": False}
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+class ConfigError(ValueError):
+    """A config that passes the schema but is inconsistent; the message names the key."""
+
+
+def _schema_types(schema: Mapping[str, Any]) -> set[str]:
+    kind = schema.get("type")
+    return set(kind) if isinstance(kind, list) else {kind} if kind else set()
+
+
+def _coerce_scalar(value: str, types: set[str]) -> Any:
+    text = value.strip()
+    if "boolean" in types and text.lower() in _BOOLEANS:
+        return _BOOLEANS[text.lower()]
+    if "integer" in types and _INTEGER.fullmatch(text):
+        return int(text)
+    if "number" in types:
+        try:
+            return float(text) if not _INTEGER.fullmatch(text) else int(text)
+        except ValueError:
+            return value
+    if "null" in types and text.lower() in ("null", "none", "~"):
+        return None
+    return value
+
+
+def coerce_command_line_strings(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> MutableMapping[str, Any]:
+    """Turn the strings that ``--config`` left behind into the types ``schema`` asks for, in place.
+
+    Only strings are touched, and only where the schema wants a boolean (``true``/``false``, any
+    case), an integer or a number; everything else is left for the schema to judge, so a real
+    mistake (``offline=maybe``) still fails validation with its key named.
+    """
+    _coerce(config, schema)
+    return config
+
+
+def _coerce(value: Any, schema: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return _coerce_scalar(value, _schema_types(schema))
+    if isinstance(value, MutableMapping):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key in list(value):
+            sub = properties.get(key, extra if isinstance(extra, Mapping) else None)
+            if sub is not None:
+                value[key] = _coerce(value[key], sub)
+        return value
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_coerce(item, schema["items"]) for item in value]
+    return value
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """The checks that span several keys; raises :class:`ConfigError` naming the key."""
+    split = config["datasets"]["uci_split"]
+    if abs(split["train"] + split["test"] + split["val"] - 1.0) > 1e-9:
+        raise ConfigError("config key datasets.uci_split: train + test + val must sum to 1 "
+                          f"(got {split['train']} + {split['test']} + {split['val']})")
+    if "chapter5" in config:
+        ch5 = config["chapter5"]
+        named = {
+            "chapter5.networks": ch5["networks"],
+            "chapter5.lrn_networks": ch5["lrn_networks"],
+            "chapter5.figures.figure_2_5.extra_models": ch5["figures"]["figure_2_5"]["extra_models"],
+            **{f"chapter5.figures.{k}.model": [v["model"]] for k, v in ch5["figures"].items() if "model" in v},
+        }
+        for key, names in named.items():
+            for name in names:
+                if name not in ch5["models"]:
+                    raise ConfigError(f"config key {key} names model {name!r}, which is not in "
+                                      f"chapter5.models ({', '.join(ch5['models'])})")

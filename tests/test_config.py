@@ -1,0 +1,64 @@
+"""advbounds.config: --config strings to schema types, and the checks that span several keys."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import validate
+
+from advbounds.config import ConfigError, check_config, coerce_command_line_strings
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+def test_command_line_strings_get_their_schema_types():
+    """Snakemake's --config leaves `true` and every value inside a mapping a string."""
+    config = copy.deepcopy(CONFIG)
+    config["offline"] = "true"
+    config["datasets"]["allow_partial_mnist_train"] = "True"
+    config["datasets"]["image_val_fraction"] = "0.25"
+    config["seed"] = "7"
+    coerce_command_line_strings(config, SCHEMA)
+    assert config["offline"] is True and config["datasets"]["allow_partial_mnist_train"] is True
+    assert config["datasets"]["image_val_fraction"] == 0.25 and config["seed"] == 7
+    validate(config, SCHEMA)
+
+
+@pytest.mark.parametrize("key, value", [("offline", "maybe"), ("seed", "seven"), ("device", "gpu")])
+def test_a_real_mistake_still_fails_the_schema(key, value):
+    config = copy.deepcopy(CONFIG)
+    config[key] = value
+    coerce_command_line_strings(config, SCHEMA)
+    with pytest.raises(Exception, match=value):
+        validate(config, SCHEMA)
+
+
+def test_strings_the_schema_wants_as_strings_are_left_alone():
+    config = copy.deepcopy(CONFIG)
+    config["data_dir"] = "123"
+    config["device"] = "cpu"
+    coerce_command_line_strings(config, SCHEMA)
+    assert config["data_dir"] == "123" and config["device"] == "cpu"
+
+
+def test_the_thesis_config_passes_the_cross_key_checks():
+    check_config(CONFIG)
+
+
+def test_a_split_that_does_not_sum_to_one_is_named():
+    config = copy.deepcopy(CONFIG)
+    config["datasets"]["uci_split"]["train"] = 0.9
+    with pytest.raises(ConfigError, match="datasets.uci_split"):
+        check_config(config)
+
+
+def test_a_figure_naming_an_unknown_model_is_named():
+    config = copy.deepcopy(CONFIG)
+    config["chapter5"]["figures"]["figure_5_12"]["model"] = "lenet99"
+    with pytest.raises(ConfigError, match="chapter5.figures.figure_5_12.model names model 'lenet99'"):
+        check_config(config)
