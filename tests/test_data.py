@@ -20,7 +20,7 @@ from advbounds.data import (DATASETS, MNIST_TRAIN_FILES, ChecksumError, DataErro
                             check_partial_mnist, fetch_raw, get_spec, load_prepared, prepare_dataset,
                             raw_files, read_idx_header, verify_raw_file, write_synthetic)
 from advbounds.data.__main__ import main as cli_main
-from advbounds.data.checksums import SYNTHETIC_MANIFEST, md5_of
+from advbounds.data.checksums import SYNTHETIC_MANIFEST, md5_of, md5_of_bytes
 from advbounds.data.specs import SPAMBASE_URL
 
 SPLIT = {"train": 0.7, "test": 0.2, "val": 0.1}
@@ -87,7 +87,7 @@ def test_mnist_test_set_is_verified_against_the_published_md5(shared_data_dir: P
     for name, md5 in (("t10k-images-idx3-ubyte.gz", MNIST_T10K_IMAGES_MD5),
                       ("t10k-labels-idx1-ubyte.gz", MNIST_T10K_LABELS_MD5)):
         info = verify_raw_file("mnist", spec[f"MNIST/raw/{name}"], tmp_path / "mnist")
-        assert info == {"md5": md5, "origin": "official"}
+        assert info == {"md5": md5, "origin": "official", "verified_by": "gz_md5", "file": f"MNIST/raw/{name}"}
     assert read_idx_header(raw / "t10k-images-idx3-ubyte.gz") == (2051, (10000, 28, 28))
     assert read_idx_header(raw / "t10k-labels-idx1-ubyte.gz") == (2049, (10000,))
 
@@ -113,8 +113,10 @@ def test_partial_mnist_prepares_only_when_allowed(shared_data_dir: Path, tmp_pat
     data = load_prepared(out)
     assert meta["partial"] is True and data["meta"]["partial"] is True
     images = meta["raw_files"]["MNIST/raw/train-images-idx3-ubyte.gz"]
-    assert images == {"md5": "ed96d61b5dc5d8a514f4fbbe898f3dd2", "origin": "partial",
-                      "official_md5": "f68b3c2dcbeaaa9fbdd348bbdeb94873", "samples": 14262}
+    assert images == {"md5": "ed96d61b5dc5d8a514f4fbbe898f3dd2", "origin": "partial", "verified_by": "idx_structure",
+                      "official_md5": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                      "official_content_md5": "6bbc9ace898e44ae57da46a324031adb", "samples": 14262,
+                      "file": "MNIST/raw/train-images-idx3-ubyte.gz"}
     assert meta["raw_files"]["MNIST/raw/t10k-images-idx3-ubyte.gz"]["origin"] == "official"
     assert data["x_test"].shape == (10000, 1, 28, 28) and data["x_train"].shape == (14262, 1, 28, 28)
     assert data["x_val"].shape == (0, 1, 28, 28)
@@ -157,7 +159,8 @@ def test_official_crlf_spambase_verifies_like_the_lf_copy(shared_data_dir: Path,
     # the derivation in specs.py: the CRLF form is 702,942 bytes, the official file's size
     assert path.stat().st_size == 702942 and md5_of(path) == "7459fd63f2b4961fbeedf7f83ef41c3b"
     assert fetch_raw("spambase", tmp_path, offline=True)["spambase.data"] == {
-        "md5": "cc4b58cc4011ccc4526e31d9b483ace9", "origin": "official"}
+        "md5": "cc4b58cc4011ccc4526e31d9b483ace9", "origin": "official", "verified_by": "md5",
+        "file": "spambase.data"}
     data = load_prepared(_prepare(tmp_path, "spambase"))
     assert sum(len(data[f"y_{p}"]) for p in ("train", "test", "val")) == 4601
 
@@ -541,3 +544,329 @@ def test_reading_the_dataset_table_imports_neither_torch_nor_torchvision() -> No
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- MNIST verified by its decompressed content; torchvision's extracted files -------------------
+# A re-compressed .gz whose own md5 is not torchvision's passes by the md5 of its decompressed
+# content (specs.MNIST_CONTENT_MD5); so does torchvision's extracted file (MNIST/raw/*-ubyte),
+# which stands in for an absent .gz.
+
+MNIST_RAW = "MNIST/raw"
+MNIST_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+               "t10k-labels-idx1-ubyte.gz")
+FULL_TRAIN_IMAGES_GZ_MD5 = "c7dfcf1bfd3481a40f7b3aedbdbd083c"  # shared/data README: gzip -9n of the official content
+MNIST_TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def gunzip(path: Path) -> bytes:
+    with gzip.open(path, "rb") as handle:
+        return handle.read()
+
+
+def write_gz(payload: bytes, path: Path, level: int = 9) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level, mtime=0) as out:
+        out.write(payload)
+    return path
+
+
+def content_md5s() -> dict[str, str]:
+    return {raw.relpath: raw.content_md5 for raw in get_spec("mnist").raw_files}
+
+
+def stage_full_mnist(shared: Path, data_dir: Path, extracted: bool = False) -> Path:
+    """The official test files and the full (re-compressed) training set; ``extracted``: all four
+    as torchvision's extracted files, with no .gz."""
+    raw = data_dir / "mnist" / MNIST_RAW
+    raw.mkdir(parents=True)
+    sources = {"t10k-images-idx3-ubyte.gz": shared / "mnist", "t10k-labels-idx1-ubyte.gz": shared / "mnist",
+               "train-images-idx3-ubyte.gz": shared / "mnist-train-full",
+               "train-labels-idx1-ubyte.gz": shared / "mnist-train-full"}
+    for name, folder in sources.items():
+        if extracted:
+            (raw / name.removesuffix(".gz")).write_bytes(gunzip(folder / name))
+        else:
+            shutil.copy(folder / name, raw / name)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def full_mnist(shared_data_dir: Path, tmp_path_factory) -> dict:
+    """The full real MNIST set, prepared once from the re-compressed training images."""
+    data_dir = tmp_path_factory.mktemp("full-mnist")
+    stage_full_mnist(shared_data_dir, data_dir)
+    out = data_dir / "out" / "mnist.pt"
+    prepare_dataset("mnist", data_dir, out, seed=0, offline=True)
+    return load_prepared(out)
+
+
+def test_the_content_md5s_in_the_table_are_those_of_the_real_files(shared_data_dir: Path) -> None:
+    from advbounds.data.checksums import md5_of_gunzipped
+
+    wanted = content_md5s()
+    folders = {"train-images-idx3-ubyte.gz": "mnist-train-full", "train-labels-idx1-ubyte.gz": "mnist",
+               "t10k-images-idx3-ubyte.gz": "mnist", "t10k-labels-idx1-ubyte.gz": "mnist"}
+    for name, folder in folders.items():
+        assert md5_of_gunzipped(shared_data_dir / folder / name) == wanted[f"{MNIST_RAW}/{name}"], name
+    # the re-compressed images are not torchvision's .gz, byte for byte
+    images = shared_data_dir / "mnist-train-full" / "train-images-idx3-ubyte.gz"
+    assert md5_of(images) == FULL_TRAIN_IMAGES_GZ_MD5 != get_spec("mnist").raw_files[0].md5
+
+
+def test_the_recompressed_full_training_set_is_accepted_and_complete(full_mnist: dict, shared_data_dir: Path) -> None:
+    meta = full_mnist["meta"]
+    assert meta["partial"] is False  # no allow_partial needed, and not marked partial
+    images = meta["raw_files"][f"{MNIST_RAW}/train-images-idx3-ubyte.gz"]
+    assert images == {"md5": FULL_TRAIN_IMAGES_GZ_MD5, "content_md5": "6bbc9ace898e44ae57da46a324031adb",
+                      "origin": "official", "verified_by": "content_md5",
+                      "file": f"{MNIST_RAW}/train-images-idx3-ubyte.gz"}
+    for name in ("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        assert meta["raw_files"][f"{MNIST_RAW}/{name}"]["verified_by"] == "gz_md5"  # unchanged official files
+    assert full_mnist["x_train"].shape == (60000, 1, 28, 28) and full_mnist["x_test"].shape == (10000, 1, 28, 28)
+    assert full_mnist["y_train"].bincount().tolist() == MNIST_TRAIN_CLASS_COUNTS
+    # its first 14,262 images are the shortened copy's
+    first = gunzip(shared_data_dir / "mnist-train-first14262" / "train-images-idx3-ubyte.gz")[16:]
+    expected = torch.frombuffer(bytearray(first), dtype=torch.uint8).reshape(14262, 1, 28, 28)
+    assert torch.equal(full_mnist["x_train"][:14262], expected.to(torch.float32))
+
+
+def test_one_changed_byte_inside_the_full_training_set_is_rejected(shared_data_dir: Path, tmp_path: Path) -> None:
+    raw = stage_full_mnist(shared_data_dir, tmp_path)
+    images = raw / "train-images-idx3-ubyte.gz"
+    payload = bytearray(gunzip(images))
+    payload[16 + 784 * 30000 + 400] ^= 0x01  # one pixel of image 30,000; header and length unchanged
+    write_gz(bytes(payload), images, level=1)  # level 1: fast; any compression level will do
+    changed = md5_of_bytes(bytes(payload))
+    out = tmp_path / "out" / "mnist.pt"
+    with pytest.raises(ChecksumError, match="decompressed content") as caught:
+        prepare_dataset("mnist", tmp_path, out, seed=0, offline=True)
+    error = caught.value
+    assert error.path == images and error.expected == get_spec("mnist").raw_files[0].md5
+    assert (error.expected_content, error.actual_content) == ("6bbc9ace898e44ae57da46a324031adb", changed)
+    assert "6bbc9ace898e44ae57da46a324031adb" in str(error) and changed in str(error) and str(images) in str(error)
+    # allow_partial is for shortened files: a full-size file that matches neither checksum is still rejected
+    with pytest.raises(ChecksumError, match="not a shortened one"):
+        prepare_dataset("mnist", tmp_path, out, seed=0, offline=True, allow_partial=True)
+    assert files_under(tmp_path / "out") == []
+
+
+def test_torchvisions_extracted_files_are_accepted(full_mnist: dict, shared_data_dir: Path, tmp_path: Path) -> None:
+    raw = stage_full_mnist(shared_data_dir, tmp_path, extracted=True)
+    assert not list(raw.glob("*.gz"))
+    assert raw_files("mnist", tmp_path) == [f"mnist/{MNIST_RAW}/{n.removesuffix('.gz')}" for n in MNIST_NAMES]
+    assert raw_files("mnist", tmp_path, missing_only=True) == []
+    meta = prepare_dataset("mnist", tmp_path, tmp_path / "out" / "mnist.pt", seed=0, offline=True)
+    assert meta["partial"] is False
+    wanted = content_md5s()
+    for name in MNIST_NAMES:
+        record = meta["raw_files"][f"{MNIST_RAW}/{name}"]
+        assert record == {"md5": wanted[f"{MNIST_RAW}/{name}"], "content_md5": wanted[f"{MNIST_RAW}/{name}"],
+                          "origin": "official", "verified_by": "content_md5",
+                          "file": f"{MNIST_RAW}/{name.removesuffix('.gz')}"}
+    data = load_prepared(tmp_path / "out" / "mnist.pt")
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(data[key], full_mnist[key]), key
+    assert sorted(p.name for p in files_under(tmp_path / "mnist")) == sorted(n.removesuffix(".gz") for n in MNIST_NAMES)
+
+
+# The same logic on small synthetic files (always run): the spec's md5s are monkeypatched to theirs.
+
+def synthetic_as_official(monkeypatch, tmp_path: Path, train_md5s: bool = True) -> Path:
+    """Write synthetic MNIST under tmp_path/src and make the spec vouch for it as if it were official:
+    its .gz md5s and content md5s (``train_md5s=False``: the training files keep the official md5s,
+    so that they fail both checks). Returns the source raw folder."""
+    write_synthetic("mnist", tmp_path / "src", seed=0, sizes=SMALL)
+    src = tmp_path / "src" / "mnist" / MNIST_RAW
+    spec = get_spec("mnist")
+    files = []
+    for raw in spec.raw_files:
+        if train_md5s or raw.relpath not in MNIST_TRAIN_FILES:
+            path = src / Path(raw.relpath).name
+            raw = dataclasses.replace(raw, md5=md5_of(path), content_md5=md5_of_bytes(gunzip(path)))
+        files.append(raw)
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(
+        spec, raw_files=tuple(files), expected={"train": SMALL["mnist_train"], "test": SMALL["mnist_test"]}))
+    return src
+
+
+def test_streamed_content_md5_equals_the_md5_of_the_decompressed_bytes(tmp_path: Path) -> None:
+    from advbounds.data.checksums import md5_of_gunzipped
+
+    payload = bytes(range(256)) * 1000
+    path = write_gz(payload, tmp_path / "x.gz")
+    with open(path, "ab") as handle:  # a second gzip member: gzip readers concatenate them
+        handle.write(gzip.compress(b"tail", mtime=0))
+    assert md5_of_gunzipped(path, chunk=1000) == md5_of_gunzipped(path) == md5_of_bytes(payload + b"tail")
+    path.write_bytes(path.read_bytes()[:-30])
+    with pytest.raises((OSError, EOFError)):
+        md5_of_gunzipped(path)
+
+
+def test_a_recompressed_gz_is_accepted_by_its_content(tmp_path: Path, monkeypatch) -> None:
+    src = synthetic_as_official(monkeypatch, tmp_path)
+    data_dir = tmp_path / "data"
+    raw = data_dir / "mnist" / MNIST_RAW
+    raw.mkdir(parents=True)
+    for name in MNIST_NAMES:
+        shutil.copy(src / name, raw / name)
+    reference = load_prepared(_prepare(data_dir, "mnist"))
+    assert {r["verified_by"] for r in reference["meta"]["raw_files"].values()} == {"gz_md5"}
+    write_gz(gunzip(src / "train-images-idx3-ubyte.gz"), raw / "train-images-idx3-ubyte.gz", level=1)
+    assert md5_of(raw / "train-images-idx3-ubyte.gz") != md5_of(src / "train-images-idx3-ubyte.gz")
+    data = load_prepared(_prepare(data_dir, "mnist"))
+    record = data["meta"]["raw_files"][f"{MNIST_RAW}/train-images-idx3-ubyte.gz"]
+    assert record["verified_by"] == "content_md5" and record["origin"] == "official"
+    assert record["content_md5"] == get_spec("mnist").raw_files[0].content_md5
+    assert record["md5"] == md5_of(raw / "train-images-idx3-ubyte.gz")
+    assert data["meta"]["partial"] is False
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(data[key], reference[key])
+
+
+def test_extracted_files_stand_in_for_absent_gz(tmp_path: Path, monkeypatch) -> None:
+    src = synthetic_as_official(monkeypatch, tmp_path)
+    data_dir = tmp_path / "data"
+    raw = data_dir / "mnist" / MNIST_RAW
+    raw.mkdir(parents=True)
+    # train images and test labels extracted, the other two as .gz
+    for name in MNIST_NAMES:
+        if name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+            (raw / name.removesuffix(".gz")).write_bytes(gunzip(src / name))
+        else:
+            shutil.copy(src / name, raw / name)
+    assert raw_files("mnist", data_dir) == [
+        f"mnist/{MNIST_RAW}/train-images-idx3-ubyte", f"mnist/{MNIST_RAW}/train-labels-idx1-ubyte.gz",
+        f"mnist/{MNIST_RAW}/t10k-images-idx3-ubyte.gz", f"mnist/{MNIST_RAW}/t10k-labels-idx1-ubyte"]
+    assert raw_files("mnist") == [f"mnist/{MNIST_RAW}/{name}" for name in MNIST_NAMES]  # the canonical names
+    verified = fetch_raw("mnist", data_dir, offline=True)
+    assert list(verified) == [f"{MNIST_RAW}/{name}" for name in MNIST_NAMES]  # keyed by the canonical names
+    images = verified[f"{MNIST_RAW}/train-images-idx3-ubyte.gz"]
+    assert images["verified_by"] == "content_md5" and images["file"] == f"{MNIST_RAW}/train-images-idx3-ubyte"
+    assert images["md5"] == images["content_md5"] == get_spec("mnist").raw_files[0].content_md5
+    assert verified[f"{MNIST_RAW}/train-labels-idx1-ubyte.gz"]["verified_by"] == "gz_md5"
+    data = load_prepared(_prepare(data_dir, "mnist"))
+    write_synthetic("mnist", tmp_path / "ref", seed=0, sizes=SMALL)
+    reference = load_prepared(_prepare(tmp_path / "ref", "mnist", synthetic=True))
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(data[key], reference[key])
+    assert data["meta"]["partial"] is False and data["meta"]["raw_files"] == verified
+    assert sorted(p.name for p in files_under(data_dir / "mnist")) == sorted(p.name for p in raw.iterdir())
+
+
+def test_a_changed_byte_fails_both_checksums(tmp_path: Path, monkeypatch) -> None:
+    src = synthetic_as_official(monkeypatch, tmp_path)
+    raw = tmp_path / "data" / "mnist" / MNIST_RAW
+    raw.mkdir(parents=True)
+    for name in MNIST_NAMES:
+        shutil.copy(src / name, raw / name)
+    spec = {r.relpath: r for r in get_spec("mnist").raw_files}
+    payload = bytearray(gunzip(src / "t10k-images-idx3-ubyte.gz"))
+    payload[16 + 784 * 3 + 100] ^= 0x01
+    write_gz(bytes(payload), raw / "t10k-images-idx3-ubyte.gz")
+    with pytest.raises(ChecksumError, match="decompressed content") as caught:
+        fetch_raw("mnist", tmp_path / "data", offline=True)
+    assert caught.value.expected_content == spec[f"{MNIST_RAW}/t10k-images-idx3-ubyte.gz"].content_md5
+    assert caught.value.actual_content == md5_of_bytes(bytes(payload))
+    # the extracted form: its own md5 must be the content md5
+    (raw / "t10k-images-idx3-ubyte.gz").unlink()
+    (raw / "t10k-images-idx3-ubyte").write_bytes(bytes(payload))
+    with pytest.raises(ChecksumError, match="extracted form") as caught:
+        fetch_raw("mnist", tmp_path / "data", offline=True)
+    assert caught.value.path == raw / "t10k-images-idx3-ubyte"
+    assert caught.value.expected == spec[f"{MNIST_RAW}/t10k-images-idx3-ubyte.gz"].content_md5
+    # a cut .gz: the content check says why there is no content md5
+    shutil.copy(src / "t10k-images-idx3-ubyte.gz", raw / "t10k-images-idx3-ubyte.gz")
+    (raw / "t10k-images-idx3-ubyte.gz").write_bytes((src / "t10k-images-idx3-ubyte.gz").read_bytes()[:-40])
+    with pytest.raises(ChecksumError, match="does not decompress") as caught:
+        fetch_raw("mnist", tmp_path / "data", offline=True)
+    assert caught.value.path == raw / "t10k-images-idx3-ubyte.gz"  # the .gz, present, takes precedence
+
+
+def test_a_present_gz_is_never_replaced_by_its_extracted_neighbour(tmp_path: Path, monkeypatch) -> None:
+    src = synthetic_as_official(monkeypatch, tmp_path)
+    raw = tmp_path / "data" / "mnist" / MNIST_RAW
+    raw.mkdir(parents=True)
+    for name in MNIST_NAMES:
+        shutil.copy(src / name, raw / name)
+        (raw / name.removesuffix(".gz")).write_bytes(gunzip(src / name))  # a good extracted copy beside it
+    assert raw_files("mnist", tmp_path / "data") == [f"mnist/{MNIST_RAW}/{name}" for name in MNIST_NAMES]
+    assert all(r["verified_by"] == "gz_md5" and r["file"].endswith(".gz")
+               for r in fetch_raw("mnist", tmp_path / "data", offline=True).values())
+    flip_byte(raw / "t10k-labels-idx1-ubyte.gz", 30)
+    with pytest.raises(ChecksumError) as caught:
+        fetch_raw("mnist", tmp_path / "data", offline=True)
+    assert caught.value.path == raw / "t10k-labels-idx1-ubyte.gz"
+
+
+def test_missing_files_and_what_a_fetch_must_download(tmp_path: Path, monkeypatch) -> None:
+    src = synthetic_as_official(monkeypatch, tmp_path)
+    data_dir = tmp_path / "data"
+    canonical = [f"mnist/{MNIST_RAW}/{name}" for name in MNIST_NAMES]
+    assert raw_files("mnist", data_dir) == canonical == raw_files("mnist", data_dir, missing_only=True)
+    raw = data_dir / "mnist" / MNIST_RAW
+    raw.mkdir(parents=True)
+    (raw / "train-labels-idx1-ubyte").write_bytes(gunzip(src / "train-labels-idx1-ubyte.gz"))
+    shutil.copy(src / "t10k-images-idx3-ubyte.gz", raw)
+    assert raw_files("mnist", data_dir, missing_only=True) == [canonical[0], canonical[3]]
+    with pytest.raises(DatasetUnavailableError, match="extracted file") as caught:
+        fetch_raw("mnist", data_dir, offline=True)
+    assert {path.name for _, path in caught.value.missing} == {"train-images-idx3-ubyte.gz",
+                                                                 "t10k-labels-idx1-ubyte.gz"}
+    with pytest.raises(ValueError, match="needs data_dir"):
+        raw_files("mnist", missing_only=True)
+    assert raw_files("spambase", data_dir) == ["spambase/spambase.data"] and raw_files("iris", data_dir) == []
+
+
+def test_a_shortened_extracted_training_set_is_partial_only_when_allowed(tmp_path: Path, monkeypatch) -> None:
+    src = synthetic_as_official(monkeypatch, tmp_path, train_md5s=False)  # 40 training samples: not official
+    raw = tmp_path / "data" / "mnist" / MNIST_RAW
+    raw.mkdir(parents=True)
+    for name in MNIST_NAMES:
+        if name.startswith("train"):
+            (raw / name.removesuffix(".gz")).write_bytes(gunzip(src / name))
+        else:
+            shutil.copy(src / name, raw / name)
+    with pytest.raises(ChecksumError, match="allow_partial_mnist_train"):
+        fetch_raw("mnist", tmp_path / "data", offline=True)
+    assert check_partial_mnist(tmp_path / "data" / "mnist") == SMALL["mnist_train"]
+    meta = prepare_dataset("mnist", tmp_path / "data", tmp_path / "out.pt", seed=0, offline=True, allow_partial=True)
+    images = meta["raw_files"][f"{MNIST_RAW}/train-images-idx3-ubyte.gz"]
+    assert images["origin"] == "partial" and images["verified_by"] == "idx_structure"
+    assert images["file"] == f"{MNIST_RAW}/train-images-idx3-ubyte" and images["samples"] == SMALL["mnist_train"]
+    assert meta["partial"] is True and meta["sizes"]["train"] == SMALL["mnist_train"]
+
+
+def test_synthetic_runs_accept_only_their_own_gz(tmp_path: Path) -> None:
+    write_synthetic("mnist", tmp_path, seed=0, sizes=SMALL)
+    raw = tmp_path / "mnist" / MNIST_RAW
+    assert all(r["verified_by"] == "synthetic_manifest"
+               for r in fetch_raw("mnist", tmp_path, offline=True, synthetic=True).values())
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(gunzip(raw / "t10k-labels-idx1-ubyte.gz"))
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(ChecksumError, match="write_synthetic"):
+        fetch_raw("mnist", tmp_path, offline=True, synthetic=True)
+
+
+def test_command_line_fetch_reports_the_checksum_that_matched(tmp_path: Path, monkeypatch, capsys) -> None:
+    src = synthetic_as_official(monkeypatch, tmp_path)
+    raw = tmp_path / "data" / "mnist" / MNIST_RAW
+    raw.mkdir(parents=True)
+    for name in MNIST_NAMES:
+        (raw / name.removesuffix(".gz")).write_bytes(gunzip(src / name))
+    assert cli_main(["fetch", "mnist", "--data-dir", str(tmp_path / "data"), "--offline"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {record["verified_by"] for record in printed.values()} == {"content_md5"}
+    assert cli_main(["prepare", "mnist", "--data-dir", str(tmp_path / "data"), "--offline",
+                     "--out", str(tmp_path / "mnist.pt")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train"] == SMALL["mnist_train"]
+
+
+def test_command_line_help(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m advbounds.data")
+    assert "fetch|prepare|synthetic NAME --data-dir DIR" in text
+    for option in ("--offline", "--synthetic", "--allow-partial", "--data-dir", "--out", "--split"):
+        assert option in text

@@ -2,7 +2,8 @@
 
 On-disk layout under ``data_dir`` (config ``data_dir``, default ``resources/``)::
 
-    mnist/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz   # torchvision's layout
+    mnist/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz   # torchvision's layout (or the
+                                                                        # extracted *-ubyte in place of a .gz)
     cifar10/cifar-10-python.tar.gz                                      # the official archive
     spambase/spambase.data                                              # UCI, CRLF or LF
     <dataset>/SYNTHETIC_CHECKSUMS.json                                  # synthetic (smoke) folders only
@@ -24,6 +25,7 @@ _LAZY = {
     "check_partial_mnist": ("fetch", "check_partial_mnist"),
     "fetch_raw": ("fetch", "fetch_raw"),
     "read_idx_header": ("fetch", "read_idx_header"),
+    "resolve_raw_file": ("fetch", "resolve_raw_file"),
     "verify_raw_file": ("fetch", "verify_raw_file"),
     "DEFAULT_UCI_SPLIT": ("prepare", "DEFAULT_UCI_SPLIT"),
     "load_prepared": ("prepare", "load_prepared"),
@@ -46,5 +48,6 @@ def __getattr__(name: str):
 __all__ = [
     "DATASETS", "DEFAULT_SYNTHETIC_SIZES", "DEFAULT_UCI_SPLIT", "MNIST_TRAIN_FILES", "ChecksumError", "DataError",
     "DatasetSpec", "DatasetUnavailableError", "RawFile", "check_partial_mnist", "fetch_raw", "get_spec",
-    "load_prepared", "prepare_dataset", "raw_files", "read_idx_header", "verify_raw_file", "write_synthetic",
+    "load_prepared", "prepare_dataset", "raw_files", "read_idx_header", "resolve_raw_file", "verify_raw_file",
+    "write_synthetic",
 ]

@@ -7,8 +7,11 @@ Examples::
     python -m advbounds.data prepare iris --data-dir resources --out results/data/iris.pt --seed 2017
     python -m advbounds.data synthetic cifar10 --data-dir resources/smoke --seed 2017
 
-Exit status 2 with the error's message (which names the URL and path) when a file is missing
-offline or fails its checksum.
+``fetch`` prints, per raw file, the file verified and the checksum it matched (``verified_by``:
+``gz_md5``/``md5``, ``content_md5`` for an MNIST file verified by its decompressed content -- a
+re-compressed ``.gz`` or torchvision's extracted ``*-ubyte`` -- ``synthetic_manifest``, or
+``idx_structure`` for an allowed partial training file). Exit status 2 with the error's message
+(which names the URL and path) when a file is missing offline or fails its checksum.
 """
 
 from __future__ import annotations
@@ -26,13 +29,20 @@ from advbounds.data.synthetic import write_synthetic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m advbounds.data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m advbounds.data",
+        description="python -m advbounds.data fetch|prepare|synthetic NAME --data-dir DIR [options]: download or "
+                    "verify the raw files of a dataset (fetch), prepare its tensors (prepare), or write small "
+                    "synthetic stand-ins (synthetic).")
     parser.add_argument("command", choices=("fetch", "prepare", "synthetic"))
     parser.add_argument("name", choices=sorted(DATASETS))
     parser.add_argument("--data-dir", default="resources")
-    parser.add_argument("--offline", action="store_true", help="never download; a missing file is an error")
+    parser.add_argument("--offline", action="store_true",
+                        help="never download; a missing file is an error (pre-staged files are verified: an MNIST "
+                             "file as the .gz or as torchvision's extracted *-ubyte file)")
     parser.add_argument("--synthetic", action="store_true", help="verify against the synthetic manifest")
-    parser.add_argument("--allow-partial", action="store_true", help="accept a shortened MNIST training set")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="accept a shortened (under 60,000 samples) MNIST training set")
     parser.add_argument("--seed", type=int, default=2017)
     parser.add_argument("--out", help="prepare: output .pt file (default results/data/NAME.pt)")
     parser.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "TEST", "VAL"),

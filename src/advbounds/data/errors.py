@@ -38,14 +38,23 @@ class DatasetUnavailableError(DataError):
 class ChecksumError(DataError):
     """A raw file does not match its published checksum: corrupt, truncated or not the official file.
 
-    The file is never used. ``path``, ``expected`` and ``actual`` are kept as attributes.
+    The file is never used. ``path``, ``expected`` and ``actual`` are kept as attributes. For a file
+    that may also be verified by its decompressed content (MNIST), ``expected_content`` and
+    ``actual_content`` give that second check (``actual_content`` says why when the file could not
+    be decompressed); both are ``None`` otherwise.
     """
 
     def __init__(self, path: Path, expected: str, actual: str, hint: str = "", algorithm: str = "md5",
-                 advice: str = "Delete it and download it again.") -> None:
+                 advice: str = "Delete it and download it again.", expected_content: str | None = None,
+                 actual_content: str | None = None) -> None:
         self.path, self.expected, self.actual = Path(path), expected, actual
+        self.expected_content, self.actual_content = expected_content, actual_content
+        content = ""
+        if expected_content is not None:
+            content = (f"; its decompressed content: expected {algorithm} {expected_content}, "
+                       f"got {actual_content}")
         super().__init__(
-            f"checksum mismatch for {self.path}: expected {algorithm} {expected}, got {actual}. "
+            f"checksum mismatch for {self.path}: expected {algorithm} {expected}, got {actual}{content}. "
             f"The file is corrupt, truncated or not the official one; it was not used. "
             f"{advice}{(' ' + hint) if hint else ''}"
         )

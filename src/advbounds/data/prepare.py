@@ -16,7 +16,10 @@ validation set, if wanted (``image_val_fraction``, 0 in the thesis run), is a se
 hold-out of ``round(fraction * n_train)`` training images; both parts keep the file order.
 
 Reading goes through torchvision's own dataset classes (``MNIST``, ``CIFAR10``) on a temporary
-copy of the verified files outside ``data_dir``: a prepare job writes nothing but its output.
+copy of the verified files outside ``data_dir``: a prepare job writes nothing but its output. MNIST
+is read from whichever form was verified: a ``.gz`` (decompressed into the copy) or torchvision's
+extracted file (copied as is). ``meta["raw_files"]`` records, per file, the file used and the
+checksum it matched (``verified_by``: ``gz_md5``, ``content_md5``, ...).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tarfile
 import tempfile
 from importlib import metadata
@@ -76,7 +80,7 @@ def prepare_dataset(name: str, data_dir: str | os.PathLike, out_path: str | os.P
     else:
         if not 0.0 <= image_val_fraction < 1.0:
             raise ValueError(f"image_val_fraction must be in [0, 1), got {image_val_fraction}")
-        (x_train, y_train), (x_test, y_test), classes = _load_images(spec, dataset_dir, synthetic)
+        (x_train, y_train), (x_test, y_test), classes = _load_images(spec, dataset_dir, synthetic, verified)
         _check_image_counts(spec, len(y_train), len(y_test), expected, partial)
         prepared = _image_split(x_train, y_train, x_test, y_test, image_val_fraction, seed)
         scaling = {"method": "none", "units": "raw pixels [0, 255]"}
@@ -202,20 +206,31 @@ def _image_split(x_train, y_train, x_test, y_test, val_fraction: float, seed: in
             "x_val": x_train[val_idx], "y_val": y_train[val_idx], "x_test": x_test, "y_test": y_test}
 
 
-def _load_images(spec: DatasetSpec, dataset_dir: Path, synthetic: bool):
+def _load_images(spec: DatasetSpec, dataset_dir: Path, synthetic: bool, verified: dict[str, dict]):
     with tempfile.TemporaryDirectory(prefix=f"advbounds-{spec.name}-") as tmp:
         if spec.name == "mnist":
-            return (*_load_mnist(dataset_dir, Path(tmp)), list(spec.classes))
+            return (*_load_mnist(dataset_dir, Path(tmp), verified), list(spec.classes))
         return _load_cifar10(spec, dataset_dir, Path(tmp), synthetic)
 
 
-def _load_mnist(dataset_dir: Path, tmp: Path):
-    """Decompress the verified .gz files and read them with torchvision's MNIST class."""
+def _load_mnist(dataset_dir: Path, tmp: Path, verified: dict[str, dict]):
+    """Put the verified files, decompressed, where torchvision's MNIST class reads them, and read them.
+
+    ``verified`` is :func:`fetch_raw`'s record: for each canonical ``.gz`` relpath, the ``file``
+    that was verified -- the ``.gz`` (decompressed here) or the extracted file (copied as is).
+    """
     from torchvision.datasets import MNIST
 
     raw = tmp / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
     for name, _ in MNIST.resources:
-        extract_gz(dataset_dir / "MNIST" / "raw" / name, raw / name.removesuffix(".gz"))
+        relpath = f"MNIST/raw/{name}"
+        source = dataset_dir / verified[relpath].get("file", relpath)
+        target = raw / name.removesuffix(".gz")
+        if source.suffix == ".gz":
+            extract_gz(source, target)
+        else:
+            shutil.copyfile(source, target)
     splits = []
     for train in (True, False):
         ds = MNIST(str(tmp), train=train, download=False)

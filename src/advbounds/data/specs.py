@@ -3,9 +3,9 @@
 On-disk layout under ``data_dir`` (config ``data_dir``; ``resources/`` for the thesis run)::
 
     mnist/MNIST/raw/train-images-idx3-ubyte.gz    # torchvision's raw layout, the four official
-    mnist/MNIST/raw/train-labels-idx1-ubyte.gz    # gzipped IDX files exactly as downloaded
-    mnist/MNIST/raw/t10k-images-idx3-ubyte.gz
-    mnist/MNIST/raw/t10k-labels-idx1-ubyte.gz
+    mnist/MNIST/raw/train-labels-idx1-ubyte.gz    # gzipped IDX files exactly as downloaded; each
+    mnist/MNIST/raw/t10k-images-idx3-ubyte.gz     # may instead be pre-staged extracted, without
+    mnist/MNIST/raw/t10k-labels-idx1-ubyte.gz     # ".gz" (torchvision's extracted file), see below
     cifar10/cifar-10-python.tar.gz                # the official archive (torchvision's file name)
     spambase/spambase.data                        # UCI, CRLF (official) or LF line endings
     <dataset>/SYNTHETIC_CHECKSUMS.json            # only in synthetic (smoke) data folders
@@ -17,11 +17,19 @@ that reading this table does not import torchvision: Snakemake reads it while pa
 workflow, and the import took 3-4 s of every ``snakemake`` call. ``tests/test_data.py`` checks
 that the copy equals the pinned torchvision's values. Spambase comes from the UCI archive (see
 ``SPAMBASE_MD5_NORMALIZED``).
+
+MNIST files are verified by either of two checksums: the md5 of the ``.gz`` as torchvision
+publishes it, or the md5 of the decompressed IDX content (``MNIST_CONTENT_MD5``), which every
+faithful copy shares however it was (re-)compressed. The content md5 also accepts the extracted
+file (``RawFile.extracted_relpath``: torchvision's ``MNIST/raw/*-ubyte``), which stands in for
+the ``.gz`` only when the ``.gz`` is absent (see :func:`raw_files` and ``fetch.resolve_raw_file``).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # torchvision.datasets.MNIST.mirrors and .resources (torchvision 0.29)
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
@@ -31,6 +39,15 @@ MNIST_RESOURCES = (
     ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
     ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
 )
+# md5 of the decompressed content of each official MNIST file, i.e. of the IDX file torchvision
+# extracts from it: the same for every faithful copy, however it was (re-)compressed. torchvision
+# does not publish these; tests/test_data.py checks them against the real files where available.
+MNIST_CONTENT_MD5 = {
+    "train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",  # 47,040,016 bytes
+    "train-labels-idx1-ubyte.gz": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
+}
 # torchvision.datasets.CIFAR10.url, .filename, .tgz_md5, .base_folder, and the (file, md5) pairs of
 # .train_list, .test_list and .meta
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -73,6 +90,9 @@ class RawFile:
 
     ``normalize_newlines``: the md5 is of the content with CRLF read as LF (Spambase).
     ``members``: for an archive, ``(member path, md5)`` of the files inside it that are used.
+    ``content_md5``: for a gzipped file, the md5 of its decompressed content. A copy whose own md5
+    differs (re-compressed) is accepted when its content matches, and so is the extracted file
+    (``extracted_relpath``, the name without ``.gz``) when the ``.gz`` itself is absent.
     """
 
     relpath: str
@@ -80,6 +100,14 @@ class RawFile:
     md5: str
     normalize_newlines: bool = False
     members: tuple[tuple[str, str], ...] = ()
+    content_md5: str = ""
+
+    @property
+    def extracted_relpath(self) -> str | None:
+        """Where the extracted (decompressed) form may stand in for the file; ``None`` if it may not."""
+        if self.content_md5 and self.relpath.endswith(".gz"):
+            return self.relpath.removesuffix(".gz")
+        return None
 
 
 @dataclass(frozen=True)
@@ -95,7 +123,8 @@ class DatasetSpec:
 
 def _mnist_files() -> tuple[RawFile, ...]:
     return tuple(
-        RawFile(f"MNIST/raw/{name}", tuple(f"{mirror}{name}" for mirror in MNIST_MIRRORS), md5)
+        RawFile(f"MNIST/raw/{name}", tuple(f"{mirror}{name}" for mirror in MNIST_MIRRORS), md5,
+                content_md5=MNIST_CONTENT_MD5[name])
         for name, md5 in MNIST_RESOURCES
     )
 
@@ -143,7 +172,27 @@ def get_spec(name: str) -> DatasetSpec:
         raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}") from None
 
 
-def raw_files(name: str) -> list[str]:
-    """Raw file paths of a dataset relative to ``data_dir`` (what the fetch rule produces)."""
+def raw_files(name: str, data_dir: str | os.PathLike | None = None, *, missing_only: bool = False) -> list[str]:
+    """Raw file paths of a dataset relative to ``data_dir``.
+
+    Without ``data_dir``: the canonical paths (the files a download writes). With ``data_dir``:
+    each file as it is or will be on disk -- the canonical path, except where only the extracted
+    form of an MNIST file was pre-staged (``.gz`` absent, ``*-ubyte`` present), which then is the
+    file used. ``missing_only`` (needs ``data_dir``): only the files that are absent, i.e. what a
+    fetch has to download. Reads nothing but directory entries (Snakemake calls it while parsing).
+    """
     spec = get_spec(name)
-    return [f"{name}/{raw.relpath}" for raw in spec.raw_files]
+    if data_dir is None:
+        if missing_only:
+            raise ValueError("raw_files(missing_only=True) needs data_dir")
+        return [f"{name}/{raw.relpath}" for raw in spec.raw_files]
+    dataset_dir = Path(data_dir) / name
+    paths = []
+    for raw in spec.raw_files:
+        relpath = raw.relpath
+        if not (dataset_dir / relpath).is_file() and raw.extracted_relpath \
+                and (dataset_dir / raw.extracted_relpath).is_file():
+            relpath = raw.extracted_relpath
+        if not (missing_only and (dataset_dir / relpath).is_file()):
+            paths.append(f"{name}/{relpath}")
+    return paths
