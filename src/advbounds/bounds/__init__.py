@@ -8,13 +8,27 @@ Public API (docs/CONTRACTS.md, section ``advbounds.bounds``):
 * ``mlp_bound(model, x)`` -- Theorem 4.2
 * ``model_bounds(model, x)`` -> ``BoundResult`` -- Algorithm 5.1 over any model of supported layers
 * ``BOUND_RULES`` -- the registry layer type -> rule; ``UnsupportedLayerError``
+* ``model_bounds(model, x, mode="corrected")`` -- the same composition over ``SOUND_RULES``
+  (``advbounds.bounds.sound``): rules that are provably valid, with certified Lipschitz constants
+  from ``advbounds.bounds.operator_norms``; ``BOUND_MODES`` maps each mode to its registry
 
 Which thesis inequalities hold and which do not is recorded in each rule's docstring and in
-docs/findings.md. The formulas are the thesis's (this is a replication).
+docs/findings.md. The thesis-mode formulas are the thesis's (this is a replication); the corrected
+mode sits beside them and changes none of them.
 """
 
 from ._common import UnsupportedLayerError
-from .compose import BOUND_RULES, LOGITS_LABEL, BoundResult, Step, find_rule, model_bounds, plan_model
+from .compose import (
+    BOUND_MODES,
+    BOUND_RULES,
+    LOGITS_LABEL,
+    BoundResult,
+    Step,
+    find_rule,
+    model_bounds,
+    plan_model,
+    rule_registry,
+)
 from .layers import (
     avg_pool_rule,
     batch_norm_deltas,
@@ -44,14 +58,44 @@ from .mlp import (
     split_mlp,
     theorem_4_2,
 )
+from .operator_norms import (
+    certified_lambda_max,
+    conv2d_operator_norm,
+    dense_conv_matrix,
+    lrn_lipschitz_constant,
+    matrix_operator_norm,
+    pool_lipschitz_constant,
+    round_down,
+    round_up,
+)
+from .sound import (
+    SOUND_RULES,
+    activation_lipschitz_constant,
+    batch_norm_lipschitz_constant,
+    softplus_switch,
+    sound_batch_norm_rule,
+    sound_conv_rule,
+    sound_dense_rule,
+    sound_identity_rule,
+    sound_lipschitz_activation_rule,
+    sound_lrn_rule,
+    sound_mlp_tail_rule,
+    sound_output_rule,
+    sound_pool_rule,
+    sound_relu_rule,
+    sound_scale_rule,
+    sound_softplus_rule,
+)
 from .spectral import JACOBIAN_NORM_METHODS, jacobian_spectral_norm
 
 __all__ = [
     "ACTIVATION_DERIVATIVE_BOUNDS",
+    "BOUND_MODES",
     "BOUND_RULES",
     "JACOBIAN_NORM_METHODS",
     "LOGITS_LABEL",
     "RELU_SECOND_DERIVATIVE_PRACTICAL",
+    "SOUND_RULES",
     "TABLE_4_1_PRINTED_TANH_SECOND",
     "BoundResult",
     "MLPTail",
@@ -59,11 +103,16 @@ __all__ = [
     "Step",
     "UnsupportedLayerError",
     "activation_derivative_bounds",
+    "activation_lipschitz_constant",
     "avg_pool_rule",
     "batch_norm_deltas",
+    "batch_norm_lipschitz_constant",
     "batch_norm_rule",
+    "certified_lambda_max",
+    "conv2d_operator_norm",
     "binary_linear_bound",
     "conv_rule",
+    "dense_conv_matrix",
     "dense_rule",
     "find_rule",
     "identity_output_bound",
@@ -71,19 +120,38 @@ __all__ = [
     "jacobian_spectral_norm",
     "linear_output_bound",
     "lp_pool_rule",
+    "lrn_lipschitz_constant",
     "lrn_rule",
     "lrn_second_derivative_bound",
     "lrn_terms",
+    "matrix_operator_norm",
     "max_pool_rule",
     "mlp_bound",
     "mlp_tail_rule",
     "model_bounds",
     "output_rule",
     "plan_model",
+    "pool_lipschitz_constant",
     "relu_rule",
+    "round_down",
+    "round_up",
+    "rule_registry",
     "scale_rule",
     "second_derivative_bound",
     "smooth_activation_rule",
+    "softplus_switch",
+    "sound_batch_norm_rule",
+    "sound_conv_rule",
+    "sound_dense_rule",
+    "sound_identity_rule",
+    "sound_lipschitz_activation_rule",
+    "sound_lrn_rule",
+    "sound_mlp_tail_rule",
+    "sound_output_rule",
+    "sound_pool_rule",
+    "sound_relu_rule",
+    "sound_scale_rule",
+    "sound_softplus_rule",
     "split_mlp",
     "theorem_4_2",
 ]

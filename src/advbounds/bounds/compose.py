@@ -44,6 +44,7 @@ from .layers import (
 )
 from .linear import OutputClassifier, output_rule
 from .mlp import ACTIVATION_MODULES, IDENTITY_AT_EVAL, MLPTail, RELU_SECOND_DERIVATIVE_PRACTICAL, mlp_tail_rule
+from .sound import SOUND_RULES
 from .spectral import JACOBIAN_NORM_METHODS
 
 Rule = Callable[..., torch.Tensor]
@@ -73,12 +74,26 @@ BOUND_RULES: dict[type[nn.Module], Rule] = {
 #: label of the identity output classifier's entry in ``BoundResult.kappas``
 LOGITS_LABEL = "logits"
 
+#: ``model_bounds(mode=...)`` -> its rule registry: the thesis's rules as printed (several are false,
+#: docs/findings.md), or the sound rules of ``advbounds.bounds.sound`` (``SOUND_RULES``)
+BOUND_MODES: dict[str, dict[type[nn.Module], Rule]] = {"thesis": BOUND_RULES, "corrected": SOUND_RULES}
 
-def find_rule(layer: nn.Module) -> Rule:
-    """The registered rule for ``layer``'s type (or its nearest registered base class)."""
+
+def rule_registry(mode: str) -> dict[type[nn.Module], Rule]:
+    """The registry of ``mode`` (``thesis`` or ``corrected``); ``ValueError`` naming the valid modes."""
+    try:
+        return BOUND_MODES[mode]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown bound mode {mode!r}; valid modes: {', '.join(BOUND_MODES)}") from None
+
+
+def find_rule(layer: nn.Module, registry: dict[type[nn.Module], Rule] | None = None) -> Rule:
+    """The registered rule for ``layer``'s type (or its nearest registered base class) in ``registry``
+    (default: the thesis's ``BOUND_RULES``)."""
+    registry = BOUND_RULES if registry is None else registry
     for cls in type(layer).__mro__:
-        if cls in BOUND_RULES:
-            return BOUND_RULES[cls]
+        if cls in registry:
+            return registry[cls]
         if cls is nn.Module:
             break
     raise KeyError(type(layer).__name__)
@@ -96,15 +111,17 @@ class Step:
     rule: Rule
 
 
-def _unsupported(name: str, layer: nn.Module) -> UnsupportedLayerError:
-    supported = sorted({cls.__name__ for cls in BOUND_RULES} - {"OutputClassifier", "MLPTail"})
+def _unsupported(name: str, layer: nn.Module, registry: dict[type[nn.Module], Rule]) -> UnsupportedLayerError:
+    supported = sorted({cls.__name__ for cls in registry} - {"OutputClassifier", "MLPTail"})
     return UnsupportedLayerError(
         f"layer {name!r} ({type(layer).__name__}) has no bound rule; supported layer types: {', '.join(supported)}")
 
 
-def plan_model(model: nn.Sequential) -> list[Step]:
-    """Split ``model`` into the steps of Algorithm 5.1 (input -> output order). Raises
-    ``UnsupportedLayerError`` naming the first unsupported layer."""
+def plan_model(model: nn.Sequential, *, mode: str = "thesis") -> list[Step]:
+    """Split ``model`` into the steps of Algorithm 5.1 (input -> output order), with the rules of
+    ``mode``'s registry (the steps are the same in both modes). Raises ``UnsupportedLayerError`` naming
+    the first unsupported layer."""
+    registry = rule_registry(mode)
     if not isinstance(model, nn.Sequential):
         raise UnsupportedLayerError(f"model_bounds needs a flat nn.Sequential, got {type(model).__name__}")
     children = list(model.named_children())
@@ -115,9 +132,9 @@ def plan_model(model: nn.Sequential) -> list[Step]:
         if isinstance(layer, nn.Sequential) or nested:
             raise UnsupportedLayerError(f"layer {name!r} ({type(layer).__name__}) is a container; flatten the model")
         try:
-            find_rule(layer)
+            find_rule(layer, registry)
         except KeyError:
-            raise _unsupported(name, layer) from None
+            raise _unsupported(name, layer, registry) from None
     names = [name for name, _ in children]
 
     # -- output classifier: the last non-identity layer if it is Linear, else the identity on logits
@@ -128,13 +145,13 @@ def plan_model(model: nn.Sequential) -> list[Step]:
     if last >= 0 and isinstance(children[last][1], nn.Linear):
         out_start = last
         output = OutputClassifier(children[last][1])
-        steps_tail.append(Step(names[last], output, last, tuple(names[last:]), output_rule))
+        steps_tail.append(Step(names[last], output, last, tuple(names[last:]), registry[OutputClassifier]))
     else:
         out_start = len(children)
         label = LOGITS_LABEL
         while label in names:
             label = "_" + label
-        steps_tail.append(Step(label, OutputClassifier(None), out_start, (), output_rule))
+        steps_tail.append(Step(label, OutputClassifier(None), out_start, (), registry[OutputClassifier]))
 
     # -- MLP tail: trailing (Linear, activation) pairs, skipping eval-identity layers
     pairs: list[tuple[int, int]] = []
@@ -157,9 +174,9 @@ def plan_model(model: nn.Sequential) -> list[Step]:
         tail = MLPTail([children[k][1] for k, _ in pairs], [children[j][1] for _, j in pairs],
                        labels=tuple(names[tail_start:out_start]))
         members = tuple(names[tail_start:out_start])
-        steps_tail.insert(0, Step(names[tail_start], tail, tail_start, members, mlp_tail_rule))
+        steps_tail.insert(0, Step(names[tail_start], tail, tail_start, members, registry[MLPTail]))
 
-    steps = [Step(name, layer, idx, (name,), find_rule(layer))
+    steps = [Step(name, layer, idx, (name,), find_rule(layer, registry))
              for idx, (name, layer) in enumerate(children[:tail_start])]
     return steps + steps_tail
 
@@ -172,7 +189,9 @@ class BoundResult:
     step's input, ordered input -> output; ``predicted``: the label at ``x``; ``members``: step label
     -> the layer names the step covers (the MLP tail covers ``Linear, act, ...``); ``rules``: step label
     -> rule name; ``second_derivative_bound``: Algorithm 4.1's ``M`` of the tail (None without one);
-    ``jacobian_norm``: ``||J(x)||`` of the tail ``[B]`` (None without one).
+    ``jacobian_norm``: ``||J(x)||`` of the tail ``[B]`` (None without one); ``mode``: the bound mode
+    (``thesis`` or ``corrected``). In ``corrected`` mode ``second_derivative_bound`` is set only when the
+    tail's bound used it (smooth activations), and ``jacobian_norm`` is reported as in ``thesis`` mode.
     """
 
     bound: torch.Tensor
@@ -182,6 +201,7 @@ class BoundResult:
     rules: dict[str, str] = field(default_factory=dict)
     second_derivative_bound: float | None = None
     jacobian_norm: torch.Tensor | None = None
+    mode: str = "thesis"
 
     def to_frame(self):
         """A pandas DataFrame, one row per sample: ``sample, predicted, bound, kappa_<label>...``
@@ -217,7 +237,8 @@ def _auto_batch_size(model: nn.Sequential, x: torch.Tensor, starts: set[int]) ->
 @torch.no_grad()
 def model_bounds(model: nn.Sequential, x: torch.Tensor,
                  relu_second_derivative: float = RELU_SECOND_DERIVATIVE_PRACTICAL,
-                 *, batch_size: int | None = None, jacobian_norm: str = "auto", progress: bool = False) -> BoundResult:
+                 *, mode: str = "thesis", batch_size: int | None = None, jacobian_norm: str = "auto",
+                 progress: bool = False) -> BoundResult:
     """Algorithm 5.1: per-sample lower bound on ``||R||`` for every ``R`` with ``f(x + R) != f(x)``.
 
     ``x``: a batch ``[B, ...]`` on the model's device. ``relu_second_derivative``: ReLU'' used by
@@ -226,15 +247,22 @@ def model_bounds(model: nn.Sequential, x: torch.Tensor,
     tail's ``||J(x)||`` -- all exact or guaranteed over-estimates. The model is evaluated in eval mode
     (dropout off, batch-norm running statistics) and its training flags are restored afterwards.
     Results are in ``x``'s floating dtype on ``x``'s device.
+
+    ``mode``: ``"thesis"`` (default) composes the thesis's rules as printed (``BOUND_RULES``; several are
+    false, docs/findings.md); ``"corrected"`` composes the sound rules (``SOUND_RULES``,
+    ``advbounds.bounds.sound``), each valid in the composing sense, so ``bound`` is a true lower bound on
+    every label-changing perturbation; its results are rounded down (also in the cast to ``x``'s dtype).
+    Weight-only constants (operator norms) are computed once per call, not per chunk.
     """
     if jacobian_norm not in JACOBIAN_NORM_METHODS:
         raise ValueError(f"jacobian_norm must be one of {JACOBIAN_NORM_METHODS}, got {jacobian_norm!r}")
-    steps = plan_model(model)
+    rule_registry(mode)  # ValueError for an unknown mode, before any work
+    steps = plan_model(model, mode=mode)
     children = list(model)
     starts = {step.start for step in steps}
     if x.shape[0] == 0:
         raise ValueError("empty batch")
-    modes = {module: module.training for module in model.modules()}
+    training_flags = {module: module.training for module in model.modules()}
     model.eval()
     try:
         if batch_size is None:
@@ -268,13 +296,15 @@ def model_bounds(model: nn.Sequential, x: torch.Tensor,
                 collected[step.label].append(kappa)
             if "jacobian_norm" in chunk_diag:
                 jac_norms.extend(chunk_diag["jacobian_norm"])
-                diagnostics.setdefault("M", chunk_diag["M"])
+                if "M" in chunk_diag:  # the corrected mode's ReLU tails use no M
+                    diagnostics.setdefault("M", chunk_diag["M"])
     finally:
-        for module, mode in modes.items():
-            module.train(mode)
+        for module, flag in training_flags.items():
+            module.train(flag)
 
     out_dtype = x.dtype if x.is_floating_point() else BOUND_DTYPE
-    kappas = OrderedDict((label, torch.cat(parts).to(out_dtype)) for label, parts in collected.items())
+    cast = _cast_down if mode == "corrected" else (lambda t, dtype: t.to(dtype))
+    kappas = OrderedDict((label, cast(torch.cat(parts), out_dtype)) for label, parts in collected.items())
     first = next(iter(kappas))
     return BoundResult(
         bound=kappas[first].clone(),
@@ -284,4 +314,15 @@ def model_bounds(model: nn.Sequential, x: torch.Tensor,
         rules={step.label: step.rule.__name__ for step in steps},
         second_derivative_bound=diagnostics.get("M"),
         jacobian_norm=torch.cat(jac_norms).to(out_dtype) if jac_norms else None,
+        mode=mode,
     )
+
+
+def _cast_down(values64: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Cast non-negative float64 bounds to ``dtype`` rounding *down* (a plain cast rounds to nearest,
+    which can round up)."""
+    cast = values64.to(dtype)
+    if dtype == values64.dtype:
+        return cast
+    above = cast.to(values64.dtype) > values64
+    return torch.where(above, torch.nextafter(cast, torch.zeros_like(cast)), cast)

@@ -46,15 +46,23 @@ def _class_distances(weight64: torch.Tensor) -> torch.Tensor:
     return torch.cdist(weight64.unsqueeze(0), weight64.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0]
 
 
-def delta_from_logits(logits64: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
+def delta_from_logits(logits64: torch.Tensor, distances: torch.Tensor,
+                      logit_error: torch.Tensor | None = None) -> torch.Tensor:
     """``delta`` of eq. (3.12) from float64 logits ``[B, C]`` and the class-distance matrix ``[C, C]``.
 
     Because the logits are ``z_c = w_c . x + b_c``, the numerator ``|(w_c - w_f) . x + b_c - b_f|``
     equals ``|z_c - z_f|``. A pair of identical class vectors (distance 0) can never be separated
     by a perturbation, so its term is +inf; with a single class delta is +inf.
+
+    ``logit_error`` ``[B, C]`` (optional, the sound mode's rounding guard): a bound on
+    ``|computed z_c - exact z_c|``; the numerator is then lowered to
+    ``|z_c - z_f| - (err_c + err_f)`` (at least 0), a lower bound on the exact numerator.
     """
     predicted = logits64.argmax(dim=1)  # f(x); argmax of logits = argmax of the softmax
     numerator = (logits64 - logits64.gather(1, predicted[:, None])).abs()
+    if logit_error is not None:
+        pair_error = logit_error + logit_error.gather(1, predicted[:, None])
+        numerator = (numerator * (1.0 - 2.0**-52) - pair_error * (1.0 + 2.0**-52)).clamp_min(0.0)
     denominator = distances[predicted]  # [B, C]: ||w_c - w_f(x)||
     ratio = torch.where(denominator > 0, numerator / denominator.clamp_min(torch.finfo(BOUND_DTYPE).tiny),
                         torch.full_like(numerator, math.inf))

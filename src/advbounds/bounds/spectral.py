@@ -22,6 +22,16 @@ Every method here therefore returns the exact value or a guaranteed *over*-estim
 
 Rows of ``J`` whose activation derivative is exactly zero (inactive ReLUs) do not change
 ``J J^T``'s non-zero spectrum, so they are dropped before the cubic step.
+
+Extreme magnitudes. ``J = D_L W_L ... D_1 W_1`` is formed from *power-of-two normalised* factors:
+every weight matrix ``W_l`` is divided by ``2^{e_l}`` (one exponent per layer, ``max |W_l| / 2^{e_l}`` in
+``[1/2, 1)``) and every derivative vector ``D_l`` by ``2^{e_{l,b}}`` (one per layer and sample). Scaling by
+a power of two is exact in binary floating point, and ``||J|| = 2^{E_b} ||J~||`` with
+``E_b = sum_l (e_l + e_{l,b})``, so the norm of the normalised ``J~`` (whose Gram matrix can neither
+overflow nor underflow for weights of any size, e.g. 1e150 or 1e-150) is scaled back at the very end.
+Every slack above is relative, so the guarantee carries over. A true norm above the float64 range is
+returned as ``inf`` (still an over-estimate); non-finite weights or activations (an overflowing
+forward pass) raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -103,10 +113,38 @@ def tail_forward(linears, activations, x: torch.Tensor):
 
 def explicit_jacobian(linears, derivatives) -> torch.Tensor:
     """``J = D_L W_L ... D_1 W_1`` per sample, ``[B, n, d]`` (float64)."""
-    jac = derivatives[0].unsqueeze(2) * linears[0].weight.to(BOUND_DTYPE).unsqueeze(0)
-    for linear, g in zip(linears[1:], derivatives[1:]):
-        jac = g.unsqueeze(2) * torch.matmul(linear.weight.to(BOUND_DTYPE), jac)
+    return _jacobian_from_factors([linear.weight.to(BOUND_DTYPE) for linear in linears], derivatives)
+
+
+def _jacobian_from_factors(weights, derivatives) -> torch.Tensor:
+    """``D_L W_L ... D_1 W_1`` from float64 weight matrices and derivative vectors ``[B, width]``."""
+    jac = derivatives[0].unsqueeze(2) * weights[0].unsqueeze(0)
+    for weight, g in zip(weights[1:], derivatives[1:]):
+        jac = g.unsqueeze(2) * torch.matmul(weight, jac)
     return jac
+
+
+def power_of_two_exponent(values: torch.Tensor, dim=None) -> torch.Tensor:
+    """Integer ``e`` with ``max |values| / 2^e`` in ``[1/2, 1)`` (over ``dim``, or all entries); ``e = 0``
+    where the maximum is 0. Dividing by ``2^e`` (``torch.ldexp``) is exact in binary floating point."""
+    amax = values.abs().amax() if dim is None else values.abs().amax(dim=dim)
+    return torch.frexp(amax).exponent.to(torch.int64)
+
+
+def scale_by_power_of_two(values: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """``values * 2^exponent``, exact unless the result leaves the float64 range; ``exponent`` is a scalar
+    or one integer per leading row. Applied in two halves: ``2^exponent`` alone may overflow (a
+    subnormal value times ``2^1029``) although the product is representable."""
+    e = exponent.to(torch.int64)
+    if e.dim() > 0:
+        e = e.reshape(e.shape + (1,) * (values.dim() - e.dim()))
+    half = torch.div(e, 2, rounding_mode="floor")
+    return torch.ldexp(torch.ldexp(values, half.to(values.dtype)), (e - half).to(values.dtype))
+
+
+def _normalise(values: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """``values / 2^exponent`` (exact); ``exponent`` is a scalar or one per leading row."""
+    return scale_by_power_of_two(values, -exponent)
 
 
 def _gram_of_explicit(jac: torch.Tensor) -> torch.Tensor:
@@ -238,20 +276,44 @@ def _jacobian_spectral_norm(linears, activations, x: torch.Tensor, *, method: st
     if method not in JACOBIAN_NORM_METHODS:
         raise ValueError(f"method must be one of {JACOBIAN_NORM_METHODS}, got {method!r}")
     linears, activations = list(linears), list(activations)
-    _, derivatives = tail_forward(linears, activations, x)
+    raw_weights = [linear.weight.detach().to(BOUND_DTYPE) for linear in linears]
+    if not all(bool(torch.isfinite(w).all()) for w in raw_weights):
+        raise ValueError("jacobian_spectral_norm: the tail has non-finite weights")
+    _, raw_derivatives = tail_forward(linears, activations, x)
+    if not all(bool(torch.isfinite(g).all()) for g in raw_derivatives):
+        raise ValueError("jacobian_spectral_norm: non-finite activation derivatives (the tail's forward pass "
+                         "overflows in float64); no finite bound on ||J|| can be computed")
     batch = x.shape[0]
     n, d = linears[-1].out_features, linears[0].in_features
+    # exact power-of-two normalisation (module docstring): J = 2^exponent * J~, J~ built from the
+    # normalised factors, so its Gram matrix neither overflows nor underflows
+    weight_exponents = [power_of_two_exponent(w) for w in raw_weights]
+    derivative_exponents = [power_of_two_exponent(g, dim=1) for g in raw_derivatives]
+    weights = [_normalise(w, e) for w, e in zip(raw_weights, weight_exponents)]
+    derivatives = [_normalise(g, e) for g, e in zip(raw_derivatives, derivative_exponents)]
+    exponent = sum(weight_exponents) + sum(derivative_exponents)  # [B]
+    normalised = _jacobian_spectral_norm_normalised(weights, derivatives, x, method=method,
+                                                    lanczos_steps=lanczos_steps, n=n, d=d, batch=batch)
+    # scale back; overflow to inf (true norm beyond float64) is still a valid over-estimate, and a positive
+    # norm below the float64 range becomes the smallest subnormal rather than 0 (an under-estimate)
+    norm = scale_by_power_of_two(normalised, exponent)
+    smallest = torch.full_like(norm, torch.finfo(BOUND_DTYPE).smallest_normal * 2.0**-52)
+    return torch.where((normalised > 0) & (norm == 0), smallest, norm)
 
+
+def _jacobian_spectral_norm_normalised(weights, derivatives, x: torch.Tensor, *, method: str, lanczos_steps: int,
+                                       n: int, d: int, batch: int) -> torch.Tensor:
+    """The norm of ``D_L W_L ... D_1 W_1`` for already normalised float64 factors (see the caller)."""
     if method == "frobenius":
-        if len(linears) == 1:
-            row_sq = linears[0].weight.to(BOUND_DTYPE).square().sum(1)
+        if len(weights) == 1:
+            row_sq = weights[0].square().sum(1)
             fro_sq = (derivatives[0].square() * row_sq).sum(1)
         else:
-            fro_sq = explicit_jacobian(linears, derivatives).square().sum(dim=(1, 2))
+            fro_sq = _jacobian_from_factors(weights, derivatives).square().sum(dim=(1, 2))
         return (fro_sq * (1 + _gamma(d + 3))).sqrt()
 
-    single = len(linears) == 1
-    weight64 = linears[0].weight.to(BOUND_DTYPE)
+    single = len(weights) == 1
+    weight64 = weights[0]
     if single:
         g = derivatives[0]
         gram_rows = n <= d
@@ -296,9 +358,9 @@ def _jacobian_spectral_norm(linears, activations, x: torch.Tensor, *, method: st
                 gram = (weight64.t().unsqueeze(0) * gb.square().unsqueeze(1)) @ weight64
             inner = d if gram_rows else n
         else:
-            jac = explicit_jacobian(linears, [dv[lo:hi] for dv in derivatives])
+            jac = _jacobian_from_factors(weights, [dv[lo:hi] for dv in derivatives])
             gram = _gram_of_explicit(jac)
-            inner = max(n, d) * len(linears)
+            inner = max(n, d) * len(weights)
         if use_exact:
             lam = _lambda_max_exact(gram, inner)
         else:
@@ -326,5 +388,7 @@ __all__ = [
     "exact_jacobian_norm_reference",
     "explicit_jacobian",
     "jacobian_spectral_norm",
+    "power_of_two_exponent",
+    "scale_by_power_of_two",
     "tail_forward",
 ]
