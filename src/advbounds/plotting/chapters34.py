@@ -16,6 +16,54 @@ import numpy as np
 import pandas as pd
 
 ORDER_LABELS = {0: "g(x)", 1: "g'(x)", 2: "g''(x)"}
+#: Figure 2.1's base font size in points (titles one larger, tick labels and legend one smaller)
+FIGURE_2_1_FONTSIZE = 13
+
+
+def plain_number(value: float) -> str:
+    """A tick label in one plain decimal format (``0``, ``0.25``, ``10``, ``1000``): never mixed
+    with ``10^k`` labels on the same axis."""
+    value = float(value)
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e6 or abs(value) < 1e-6:
+        return f"{value:.0e}"
+    return np.format_float_positional(value, precision=6, unique=True, trim="-")
+
+
+def symlog_ticks(lo: float, hi: float, linthresh: float, *,
+                 quarters: bool = True) -> tuple[list[float], list[float]]:
+    """Major and minor ticks of a symmetric-log axis spanning ``[lo, hi]``, linear within
+    ``+-linthresh``: the linear region gets majors at quarters of ``linthresh`` (0, 0.25, 0.5, 0.75, 1
+    for ``linthresh = 1``; only 0 and +-linthresh with ``quarters=False``), the log region majors at
+    the decades ``linthresh * 10^k`` and minors at 2..9 times each decade."""
+    lt = float(linthresh)
+    steps = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0) if quarters else (-1.0, 0.0, 1.0)
+    linear = [q * lt for q in steps]
+    majors = [t for t in linear if lo - 1e-12 * lt <= t <= hi + 1e-12 * lt]
+    minors: list[float] = []
+    for sign in (1.0, -1.0):
+        extent = hi if sign > 0 else -lo
+        decade = lt
+        while decade * 10 <= extent * (1 + 1e-12):
+            decade *= 10
+            majors.append(sign * decade)
+        decade = lt
+        while decade <= extent:
+            minors += [sign * k * decade for k in range(2, 10) if k * decade <= extent]
+            decade *= 10
+    return sorted(set(majors)), sorted(set(minors))
+
+
+def _symlog_axis(axis, lo: float, hi: float, linthresh: float, *, quarters: bool = True) -> None:
+    """Fixed ticks (:func:`symlog_ticks`) labelled with :func:`plain_number` on a symlog ``axis``."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    majors, minors = symlog_ticks(lo, hi, linthresh, quarters=quarters)
+    axis.set_major_locator(FixedLocator(majors))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: plain_number(v)))
+    axis.set_minor_locator(FixedLocator(minors))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _plt():
@@ -27,15 +75,18 @@ def _plt():
 def figure_2_1(curves: pd.DataFrame):
     """Activation functions (left) with their first (middle) and second (right) derivatives."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharex=True)
+    # the report shows the PNG at about 850 px wide: a compact canvas with large fonts keeps the
+    # text readable there (a 12-inch canvas shrank the default fonts to ~5 px)
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2), sharex=True)
     for ax, (order, label) in zip(axes, ORDER_LABELS.items()):
         part = curves[curves["order"] == order]
         for name, group in part.groupby("activation", sort=False):
-            ax.plot(group["x"], group["value"], label=name, linewidth=1.6)
-        ax.set_title(label)
-        ax.set_xlabel("x")
+            ax.plot(group["x"], group["value"], label=name, linewidth=1.8)
+        ax.set_title(label, fontsize=FIGURE_2_1_FONTSIZE + 1)
+        ax.set_xlabel("x", fontsize=FIGURE_2_1_FONTSIZE)
+        ax.tick_params(labelsize=FIGURE_2_1_FONTSIZE - 1)
         ax.axhline(0, color="0.6", linewidth=0.6)
-    axes[0].legend(loc="upper left")
+    axes[0].legend(loc="upper left", fontsize=FIGURE_2_1_FONTSIZE - 1)
     fig.tight_layout()
     return fig
 
@@ -104,7 +155,10 @@ def deviation_boxplots(frame: pd.DataFrame, *, x: str, y: str, hue: str | None =
         lowest = float(np.nanmin(frame[y])) if len(frame) else 0.0
         highest = float(np.nanmax(frame[y])) if len(frame) else float(symlog)
         top = highest * 1.6 if highest > float(symlog) else float(symlog) * 1.1
-        ax.set_ylim(min(lowest, 0.0) - 0.1 * float(symlog), top)
+        bottom = min(lowest, 0.0) - 0.1 * float(symlog)
+        ax.set_ylim(bottom, top)
+        _symlog_axis(ax.yaxis, bottom, top, float(symlog))
+        ax.tick_params(axis="y", which="minor", left=True, length=2, width=0.6)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -115,29 +169,71 @@ def deviation_boxplots(frame: pd.DataFrame, *, x: str, y: str, hue: str | None =
     return fig
 
 
+#: Figure 4.3's series: (column, marker style, legend label, why a point can be absent)
+FIGURE_4_3_TOP = (
+    ("accuracy", "o-", "accuracy", "no data"),
+    ("fgs_error_rate", "s--", "error rate (FGS)", "no data"),
+    ("fgv_error_rate", "^--", "error rate (FGV)", "no data"),
+)
+FIGURE_4_3_BOTTOM = (
+    ("fgs_norm_median", "s-", "FGS median norm", "no sample flipped"),
+    ("fgv_norm_median", "^-", "FGV median norm", "no sample flipped"),
+    ("bound_mean", "o:", "mean bound (Thm 4.2)", "no finite bound"),
+)
+
+
+def _mark_missing(ax, ells: np.ndarray, part: pd.DataFrame, series) -> list[str]:
+    """Where a series has no value (NaN: e.g. a median norm when FGS flipped no sample), draw a
+    hollow marker of its colour just above the bottom edge (one height per series, so that they do
+    not hide each other) and return one note per series, e.g.
+    ``"FGS median norm: no sample flipped at l = 1"``."""
+    notes = []
+    for k, ((column, style, label, why), line) in enumerate(zip(series, list(ax.get_lines())[:len(series)])):
+        values = part[column].to_numpy(dtype=float)
+        gone = ells[~np.isfinite(values)]
+        if not len(gone):
+            continue
+        ax.plot(gone, np.full(len(gone), 0.04 + 0.06 * k), linestyle="none", marker=style[0], markersize=7,
+                markerfacecolor="none", markeredgecolor=line.get_color(), markeredgewidth=1.4, clip_on=False,
+                transform=ax.get_xaxis_transform(), zorder=4)
+        notes.append(f"{label}: {why} at $\\ell$ = {', '.join(plain_number(v) for v in gone)}")
+    return notes
+
+
 def figure_4_3(frame: pd.DataFrame, dataset_names: Mapping[str, str]):
     """Section 4.4 sweep: top row accuracy and FGS/FGV adversarial error rates against l, bottom row
-    the median minimal perturbation norms (FGS, FGV) and the mean bound; one column per data set."""
+    the median minimal perturbation norms (FGS, FGV) and the mean bound; one column per data set.
+
+    The x axis is linear from 0 to the smallest positive l and logarithmic above, with plain
+    decimal tick labels (0, 0.01, 0.1, 1). A value the sweep could not compute (a median norm when
+    no sample flipped) is a hollow marker on the bottom edge, explained in a note in the panel."""
     plt = _plt()
     datasets = list(dict.fromkeys(frame["dataset"]))
     fig, axes = plt.subplots(2, len(datasets), figsize=(4.2 * len(datasets), 6.4), squeeze=False, sharex="col")
     for col, dataset in enumerate(datasets):
         part = frame[frame["dataset"] == dataset].sort_values("ell")
-        ells = part["ell"].to_numpy()
+        ells = part["ell"].to_numpy(dtype=float)
         top, bottom = axes[0, col], axes[1, col]
-        top.plot(ells, part["accuracy"], "o-", label="accuracy")
-        top.plot(ells, part["fgs_error_rate"], "s--", label="error rate (FGS)")
-        top.plot(ells, part["fgv_error_rate"], "^--", label="error rate (FGV)")
+        for column, style, label, _why in FIGURE_4_3_TOP:
+            top.plot(ells, part[column], style, label=label)
         top.set_ylim(-0.03, 1.03)
         top.set_title(dataset_names.get(dataset, dataset))
-        bottom.plot(ells, part["fgs_norm_median"], "s-", label="FGS median norm")
-        bottom.plot(ells, part["fgv_norm_median"], "^-", label="FGV median norm")
-        bottom.plot(ells, part["bound_mean"], "o:", label="mean bound (Thm 4.2)")
+        for column, style, label, _why in FIGURE_4_3_BOTTOM:
+            bottom.plot(ells, part[column], style, label=label)
         bottom.set_xlabel(r"regularization $\ell$")
-        for ax in (top, bottom):
-            if len(ells) and ells.min() >= 0 and ells.max() > 0:
-                positive = ells[ells > 0]
-                ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
+        notes = _mark_missing(top, ells, part, FIGURE_4_3_TOP) + _mark_missing(bottom, ells, part, FIGURE_4_3_BOTTOM)
+        if notes:  # below the x label, so that it hides no data
+            bottom.annotate("hollow marker = no point:\n" + "\n".join(notes), xy=(0.0, 0.0), xycoords="axes fraction",
+                            xytext=(0, -38), textcoords="offset points", ha="left", va="top", fontsize=8,
+                            color="0.25")
+        if len(ells) and ells.min() >= 0 and ells.max() > 0:
+            positive = ells[ells > 0]
+            linthresh = float(positive.min()) if len(positive) else 1.0
+            for ax in (top, bottom):
+                ax.set_xscale("symlog", linthresh=linthresh)
+            span = float(ells.max())
+            bottom.set_xlim(-0.05 * linthresh, span * (1.25 if span > linthresh else 1.05))
+            _symlog_axis(bottom.xaxis, 0.0, span * 1.25, linthresh, quarters=False)
     axes[0, 0].set_ylabel("fraction of the data set")
     axes[1, 0].set_ylabel(r"$\|r\|_2$")
     axes[0, 0].legend(fontsize=8)

@@ -38,8 +38,14 @@ h3 { font-size: 18px; margin: 0 0 6px; } h4 { font-size: 15px; margin: 14px 0 6p
 .figure-cols { grid-template-columns: 1fr 2fr; }
 @media (max-width: 900px) { .cols, .figure-cols { grid-template-columns: 1fr; } }
 ol.notes li { margin-bottom: 3px; }
-table { border-collapse: collapse; font-size: 13px; margin: 4px 0; }
+table { border-collapse: collapse; font-size: 13px; margin: 4px 0; max-width: 100%; }
 th, td { border-bottom:1px solid var(--line); padding: 3px 8px; text-align:left; vertical-align: top; }
+td { overflow-wrap: anywhere; }
+th { overflow-wrap: normal; hyphens: manual; }
+table.wide { font-size: 11px; width: 100%; }
+table.wide th, table.wide td { padding: 2px 4px; }
+table.comparison td:first-child { min-width: 6em; }
+table.comparison td:last-child { min-width: 16em; }
 th { background:#f0f2f5; font-weight:600; }
 td.num { text-align:right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .scroll { overflow-x:auto; max-width:100%; }
@@ -50,7 +56,7 @@ td.num { text-align:right; font-variant-numeric: tabular-nums; white-space: nowr
 .v-not-compared { background: var(--na); }
 .placeholder { border: 3px dashed var(--miss); color: var(--miss); padding: 24px; text-align:center;
                font-weight:700; background: repeating-linear-gradient(45deg,#fff,#fff 10px,#f6eef8 10px,#f6eef8 20px); }
-img.figure { max-width: 100%; border:1px solid var(--line); background:#fff; }
+img.figure { max-width: min(100%, 880px); border:1px solid var(--line); background:#fff; }
 pre { background:#f6f8fa; border:1px solid var(--line); border-radius:6px; padding:8px 10px; overflow-x:auto;
       font-size:12px; margin: 4px 0; white-space: pre-wrap; }
 code { font-size: 12.5px; background:#f0f2f5; padding: 0 3px; border-radius: 3px; }
@@ -58,7 +64,7 @@ details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }
 .reasons { margin: 4px 0 0 0; padding-left: 18px; font-size: 13px; }
 .muted { color:#57606a; font-size: 13px; }
 .tally span { margin-right: 10px; }
-nav.toc td { font-size: 13px; }
+nav.toc td { font-size: 13px; } nav.toc td code { white-space: nowrap; }
 .kv td:first-child { color:#57606a; white-space: nowrap; }
 """
 
@@ -88,8 +94,18 @@ def verdict_badge(verdict: str) -> str:
     return f'<span class="verdict v-{verdict.replace(" ", "-")}">{esc(verdict)}</span>'
 
 
+#: a table with more columns than this gets the compact ``wide`` style (smaller font, full width)
+WIDE_COLUMNS = 8
+
+
+def _header(name: Any) -> str:
+    """A column name that may break after its underscores and slashes (``min_perturbation_norm``)."""
+    return re.sub(r"([_/])", r"\1<wbr>", esc(name))
+
+
 def frame_table(frame: pd.DataFrame, max_rows: int = 60) -> str:
-    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    head = "".join(f"<th>{_header(c)}</th>" for c in frame.columns)
+    wide = ' class="wide"' if len(frame.columns) > WIDE_COLUMNS else ""
     body = []
     for row in frame.head(max_rows).itertuples(index=False):
         cells = []
@@ -98,11 +114,26 @@ def frame_table(frame: pd.DataFrame, max_rows: int = 60) -> str:
             cells.append(f'<td class="num">{esc(fmt(value))}</td>' if numeric else f"<td>{esc(fmt(value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = f'<p class="muted">{len(frame) - max_rows} more rows in the CSV</p>' if len(frame) > max_rows else ""
-    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>{more}'
+    return f'<div class="scroll"><table{wide}><tr>{head}</tr>{"".join(body)}</table></div>{more}'
 
 
 def published_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return frame_table(pd.DataFrame([list(r) for r in rows], columns=list(columns)).astype(object))
+
+
+_MD_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
+def inline_markdown(text: str, *, links: bool = True) -> str:
+    """Escape ``text`` and render inline Markdown: `code`, **bold**, *emphasis* and [links](url)
+    as HTML anchors. ``links=False`` keeps only a link's text (for text that sits inside an anchor
+    already: anchors do not nest)."""
+    s = esc(text)
+    s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+    s = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
+    s = re.sub(r"(?<![*\w])\*([^*\s][^*]*)\*(?!\w)", r"<em>\1</em>", s)
+    s = _MD_LINK.sub(r'<a href="\2">\1</a>' if links else r"\1", s)
+    return s
 
 
 def markdown(text: str) -> str:
@@ -114,13 +145,7 @@ def markdown(text: str) -> str:
     paragraph: list[str] = []
     list_tag: str | None = None
 
-    def inline(s: str) -> str:
-        s = esc(s)
-        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
-        s = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
-        s = re.sub(r"(?<![*\w])\*([^*\s][^*]*)\*(?!\w)", r"<em>\1</em>", s)
-        s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', s)
-        return s
+    inline = inline_markdown
 
     def close_paragraph() -> None:
         if paragraph:
@@ -193,27 +218,79 @@ def markdown(text: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
+def table_notes(item: ItemReport) -> list[str]:
+    """The numbered notes of an item's comparison table: the reasons known for the whole item, then
+    every other reason that more than one row gives (in order of first appearance). Each is shown
+    once, below the table; the rows cite it by number."""
+    notes = list(dict.fromkeys(item.known_reasons))
+    counts: dict[str, int] = {}
+    for c in item.comparisons:
+        for reason in dict.fromkeys(c.reasons):
+            counts[reason] = counts.get(reason, 0) + 1
+    notes += [r for r, n in counts.items() if n > 1 and r not in notes]
+    return notes
+
+
+def _cite(numbers: Iterable[int], anchor: str) -> str:
+    """Links to an item's numbered notes, e.g. ``[1], [3]``."""
+    return ", ".join(f'<a href="#{anchor}-note-{n}">[{n}]</a>' for n in numbers)
+
+
+def _value_cell(value: Any) -> str:
+    """A number right-aligned on one line; anything else (a list, a ranking) may wrap."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f'<td class="num">{esc(fmt(value))}</td>' if numeric else f"<td>{esc(fmt(value))}</td>"
+
+
 def _comparison_table(item: ItemReport) -> str:
     if not item.comparisons:
         return ('<p class="muted">The thesis gives no number for this item; it is shown for visual '
                 "comparison.</p>")
-    notes = {reason: i + 1 for i, reason in enumerate(item.known_reasons)}
+    notes = {reason: i + 1 for i, reason in enumerate(table_notes(item))}
+    cited_by_row = [sorted({notes[r] for r in c.reasons if r in notes}) for c in item.comparisons]
+    # a note that every row cites is said once under the table, not on each row
+    everywhere = set.intersection(*(set(c) for c in cited_by_row)) if len(cited_by_row) > 1 else set()
+    anchor = esc(item.item.anchor)
     rows = []
-    for c in item.comparisons:
-        # reasons known for the whole item are numbered once below the table; a row cites them
-        own = [r for r in c.reasons if r not in notes]
-        cited = sorted({notes[r] for r in c.reasons if r in notes})
-        reasons = "".join(f"<li>{esc(r)}</li>" for r in own)
+    for c, cited in zip(item.comparisons, cited_by_row):
+        own = [r for r in dict.fromkeys(c.reasons) if r not in notes]
+        reasons = "".join(f"<li>{inline_markdown(r)}</li>" for r in own)
+        cited = [n for n in cited if n not in everywhere]
         if cited:
-            reasons += "<li>see " + ", ".join(f"[{n}]" for n in cited) + "</li>"
+            reasons += "<li>see " + _cite(cited, anchor) + "</li>"
         ratio = fmt(c.ratio) if c.ratio is not None else "\u2014"
         rows.append(
-            f"<tr><td>{esc(c.quantity)}</td><td class=\"num\">{esc(fmt(c.published))}</td>"
-            f"<td class=\"num\">{esc(fmt(c.reproduced))}</td><td class=\"num\">{esc(fmt(c.difference))}</td>"
+            f"<tr><td>{esc(c.quantity)}</td>{_value_cell(c.published)}"
+            f"{_value_cell(c.reproduced)}<td class=\"num\">{esc(fmt(c.difference))}</td>"
             f"<td class=\"num\">{esc(ratio)}</td><td>{verdict_badge(c.verdict)}</td>"
             f"<td><ul class=\"reasons\">{reasons}</ul></td></tr>")
-    return ('<div class="scroll"><table><tr><th>quantity</th><th>thesis</th><th>ours</th><th>ours \u2212 thesis</th>'
-            "<th>ours / thesis</th><th>verdict</th><th>reason</th></tr>" + "".join(rows) + "</table></div>")
+    footer = ""
+    if everywhere:
+        footer = (f'<p class="muted">Every row: see {_cite(sorted(everywhere), anchor)} '
+                  "below.</p>")
+    return ('<div class="scroll"><table class="comparison"><tr><th>quantity</th><th>thesis</th><th>ours</th>'
+            "<th>ours \u2212 thesis</th><th>ours / thesis</th><th>verdict</th><th>reason</th></tr>"
+            + "".join(rows) + "</table></div>" + footer)
+
+
+def _notes_list(item: ItemReport) -> str:
+    """The item's numbered notes (:func:`table_notes`), each once, with an anchor the rows cite."""
+    notes = table_notes(item) if item.comparisons else list(dict.fromkeys(item.known_reasons))
+    if not notes:
+        return ""
+    anchor = esc(item.item.anchor)
+    # a reason that names a finding links to it in the appendix
+    linked = {f"finding: {f.summary}": f for f in item.findings}
+
+    def note(reason: str) -> str:
+        if reason in linked:
+            f = linked[reason]
+            return f'finding: <a href="#{esc(f.anchor)}">{inline_markdown(f.heading or f.summary, links=False)}</a>'
+        return inline_markdown(reason)
+
+    return ('<h4>What we know about the differences</h4><ol class="reasons notes">'
+            + "".join(f'<li id="{anchor}-note-{i}">{note(r)}</li>' for i, r in enumerate(notes, 1))
+            + "</ol>")
 
 
 def _published_panel(item: ItemReport, paper_rows: Mapping[str, Any] | None) -> str:
@@ -226,12 +303,22 @@ def _published_panel(item: ItemReport, paper_rows: Mapping[str, Any] | None) -> 
         rows = [[name, *(v.get(c) for c in columns)] for name, v in paper_rows.items()]
         parts.append(published_table(["", *columns], rows))
     if item.published_text:
-        parts.append(f"<details><summary>as copied into reference/paper_values.yaml</summary>"
+        # beside a figure the copied values are all the thesis column holds: shown open
+        opened = " open" if item.item.kind == "figure" else ""
+        parts.append(f"<details{opened}><summary>as copied into reference/paper_values.yaml</summary>"
                      f"<pre>{esc(item.published_text)}</pre></details>")
     elif not paper_rows:
         parts.append('<p class="muted">paper_values.yaml holds no number for this item; the thesis shows '
                      "it as a picture.</p>")
     return "".join(parts)
+
+
+def _figure_thesis_note(item: ItemReport) -> str:
+    """What stands for the published side of a figure the thesis gives no number for: one line."""
+    it = item.item
+    return (f'<p class="muted thesis-note"><b>Thesis (published):</b> {esc(it.label)} is a picture in the '
+            f"thesis (Section {esc(it.section)}); reference/paper_values.yaml holds no number for it, so "
+            "ours is shown for visual comparison.</p>")
 
 
 def _ours_panel(item: ItemReport) -> str:
@@ -321,7 +408,10 @@ def _item_card(item: ItemReport, paper: Mapping[str, Any]) -> str:
     if not it.generated:
         return head + f'<p class="muted">Not regenerated: {esc(it.why_not_generated)}.</p></div>'
     paper_rows = next((paper[k] for k in it.paper_keys if isinstance(paper.get(k), Mapping)), None)
-    if it.kind == "figure":  # the picture gets the room; the published numbers (if any) sit beside it
+    if it.kind == "figure" and not paper_rows and not item.published_text:
+        # nothing published to set beside the picture: a one-line note, the picture at full width
+        body = [_figure_thesis_note(item), _ours_panel(item)]
+    elif it.kind == "figure":  # the picture gets the room; the published numbers sit beside it
         body = [f'<div class="cols figure-cols"><div>{_published_panel(item, paper_rows)}</div>'
                 f"<div>{_ours_panel(item)}</div></div>"]
     else:  # tables: the published one above ours, both full width (they are wide)
@@ -331,12 +421,11 @@ def _item_card(item: ItemReport, paper: Mapping[str, Any]) -> str:
     if problems:
         body.append('<div class="banner error">Problems:<ul>' + "".join(f"<li>{esc(p)}</li>" for p in problems)
                     + "</ul></div>")
-    if item.known_reasons:
-        body.append("<h4>What we know about the differences</h4><ol class=\"reasons notes\">"
-                    + "".join(f"<li>{esc(r)}</li>" for r in item.known_reasons) + "</ol>")
+    body.append(_notes_list(item))
     if item.findings:
         body.append('<p class="muted">Findings that concern this item: '
-                    + ", ".join(f'<a href="#{esc(f.anchor)}">{esc(f.heading or f.anchor)}</a>' for f in item.findings)
+                    + ", ".join(f'<a href="#{esc(f.anchor)}">{inline_markdown(f.heading or f.anchor, links=False)}</a>'
+                                for f in item.findings)
                     + "</p>")
     if item.artifacts:
         body.append(f"<details><summary>Provenance of the {len(item.artifacts)} artifact file(s)</summary>"
@@ -439,7 +528,7 @@ def render_html(model: ReportModel) -> str:
         for finding in model.findings:
             if finding.heading != heading:
                 heading = finding.heading
-                appendix.append(f"<h4>{esc(heading)}</h4>")
+                appendix.append(f"<h4>{inline_markdown(heading)}</h4>")
             appendix.append(f'<div id="{esc(finding.anchor)}">{markdown(finding.text)}</div>')
         appendix.append("</div>")
     else:
@@ -447,7 +536,7 @@ def render_html(model: ReportModel) -> str:
                         "cite only the notes of paper_values.yaml.</div>")
     if model.paper_notes:
         appendix.append('<div class="card"><h4>Inconsistencies noted in reference/paper_values.yaml</h4><ul>'
-                        + "".join(f"<li><b>{esc(k)}</b>: {esc(n)}</li>" for k, notes in model.paper_notes.items()
+                        + "".join(f"<li><b>{esc(k)}</b>: {inline_markdown(n)}</li>" for k, notes in model.paper_notes.items()
                                   for n in notes) + "</ul></div>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
