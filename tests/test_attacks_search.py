@@ -18,12 +18,13 @@ from advbounds.attacks import (
     perturb,
 )
 from advbounds.attacks.direction import fp32_precision
+from advbounds.attacks.search import flip_verdict
 from advbounds.models.layers import Scale
 
 
 
 FIELDS = ["eps", "eps_lower", "perturbation_norm", "orig_label", "adv_label", "flipped",
-          "flips_at_eps_max", "consistent", "direction_norm"]
+          "flips_at_eps_max", "consistent", "direction_norm", "verify_steps"]
 
 
 def small_cnn(seed: int, dtype=torch.float32) -> nn.Sequential:
@@ -85,8 +86,12 @@ def test_label_flips_at_eps_and_not_at_eps_minus_tol(method, make, search):
         # the verdict at the bracket ends is then a property of the exact kernels, not the model.
         tol = tol * 10 if x.dtype == torch.float32 else tol
     # The independent check below runs the model in the default layout; so does the search here.
+    # verify_margin_ulps=0: the final verification judges by plain argmax, so that "eps - tol keeps
+    # the label" holds to the grid step (with the default margin, eps is the first grid point that
+    # flips *by a margin*: test_verified_points_flip_with_the_margin).
     res = minimal_epsilon_search(model, x, method=method, eps_max=eps_max, tol=tol, channels_last=False,
-                                 search=search, **extra)
+                                 search=search, verify_margin_ulps=0, **extra)
+    assert (res.verify_steps[res.flipped] == 0).all()  # same model, layout and batch as the search
     assert res.flipped.float().mean() > 0.8
     _, direction = attack_direction(model.eval(), x, method=method, **extra)
     f = res.flipped
@@ -242,9 +247,10 @@ def test_regula_falsi_needs_far_fewer_forward_passes():
         minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-6, search=search)
         counts[search] = counter[0] / len(x)
         model._forward_pre_hooks.clear()
-    # bisection: direction + eps_max + 27 halvings; a linear margin is found in a few steps
-    assert counts["bisection"] == 2 + bisection_steps(100.0, 1e-6)
-    assert counts["regula_falsi"] <= 8, counts
+    # bisection: direction + eps_max + 27 halvings + the verification pass in the caller's model
+    # (float64: every point passes it, no step up); a linear margin is found in a few steps
+    assert counts["bisection"] == 2 + bisection_steps(100.0, 1e-6) + 1
+    assert counts["regula_falsi"] <= 8 + 1, counts
 
 
 def test_naive_reference_refuses_regula_falsi():
@@ -346,6 +352,7 @@ def test_progress_bar_and_return_adversarial(capsys):
         (dict(loss_label="true"), "labels"),
         (dict(loss_label="target", labels=torch.zeros(4, dtype=torch.long)), "loss_label"),
         (dict(search="grid", grid_points=0), "grid_points"),
+        (dict(verify_margin_ulps=-1.0), "verify_margin_ulps"),
     ],
 )
 def test_invalid_arguments_are_rejected(kwargs, message):
@@ -353,3 +360,96 @@ def test_invalid_arguments_are_rejected(kwargs, message):
     base.update(kwargs)
     with pytest.raises(ValueError, match=message):
         minimal_epsilon_search(small_mlp(0), torch.randn(4, 8, dtype=torch.float64), **base)
+
+
+def trained_lenet_like(seed: int = 0, steps: int = 60) -> tuple[nn.Sequential, torch.Tensor]:
+    """A LeNet-5-shaped conv net on 16x16 pixel inputs [0, 255], trained briefly (seeded) on
+    synthetic class templates so that its logits are as large as a trained net's (~10)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        Scale(1 / 256), nn.Conv2d(1, 6, 5), nn.MaxPool2d(2, 2, ceil_mode=True), nn.Conv2d(6, 12, 3),
+        nn.MaxPool2d(2, 2, ceil_mode=True), nn.Flatten(), nn.Linear(12 * 2 * 2, 32), nn.ReLU(), nn.Linear(32, 5),
+    )
+    templates = torch.rand(5, 1, 16, 16, generator=g) * 255
+    y = torch.randint(0, 5, (512,), generator=g)
+    x = (templates[y] * 0.7 + torch.rand(512, 1, 16, 16, generator=g) * 76).clamp(0, 255)
+    x[:, :, :3] = 0.0  # zero-valued rows, as MNIST's border: there tiny steps are representable
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        idx = torch.randint(0, 512, (64,), generator=g)
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), x[:96].clone()
+
+
+@pytest.mark.parametrize("search", ["bisection", "regula_falsi"])
+def test_returned_adversarials_flip_in_the_callers_model_batched_and_one_at_a_time(search):
+    """tol = 1e-6 is below float32's spacing at pixel 255 (1.5e-5): the search's own verdicts (on a
+    channels-last copy) flicker there. Every returned adversarial must still flip when the caller's
+    model is re-run on it: on the whole batch, in other batch sizes and one at a time."""
+    model, x = trained_lenet_like()
+    with torch.no_grad():
+        assert model(x).abs().amax() > 3  # logits of a trained net's size, not a random init's
+    res = minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-6, search=search, return_adversarial=True,
+                                 channels_last=True)
+    f = res.flipped
+    assert f.float().mean() >= 0.9
+    adv = res.adversarial
+    assert adv.is_contiguous() and adv.dtype == x.dtype  # the caller's layout and dtype
+    with torch.no_grad(), fp32_precision():
+        whole = model(adv).argmax(1)
+        single = torch.cat([model(adv[i : i + 1]).argmax(1) for i in range(len(x))])
+        sevens = torch.cat([model(adv[i : i + 7]).argmax(1) for i in range(0, len(x), 7)])
+        reversed_ = model(adv.flip(0)).argmax(1).flip(0)
+    for name, labels in [("batched", whole), ("one at a time", single), ("chunks of 7", sevens),
+                         ("reversed", reversed_)]:
+        assert (labels[f] != res.orig_label[f]).all(), name
+        assert torch.equal(labels[f], res.adv_label[f]), name
+    # eps and the adversarial describe the same point: x + eps d rounded once to float32
+    actual = (adv[f].double() - x[f].double()).flatten(1).norm(dim=1)
+    torch.testing.assert_close(actual, res.perturbation_norm[f], rtol=1e-5, atol=1e-4)
+    # the verification moved eps only upwards, by whole grid steps
+    assert (res.verify_steps[f] >= 0).all() and (res.verify_steps[~f] == -1).all()
+    step = 100.0 / 2 ** bisection_steps(100.0, 1e-6)
+    assert (res.eps[f] - res.eps_lower[f] <= step * (res.verify_steps[f] + 1).double() * (1 + 1e-9)).all()
+
+
+def test_verified_points_flip_with_the_margin():
+    model, x = trained_lenet_like(seed=1)
+    res = minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-6, search="regula_falsi", return_adversarial=True)
+    f = res.flipped
+    with torch.no_grad():
+        z = model(res.adversarial[f]).double()
+    own = z.gather(1, res.orig_label[f].view(-1, 1)).squeeze(1)
+    rival = z.scatter(1, res.orig_label[f].view(-1, 1), -math.inf).amax(1)
+    # the verification asks for half the search's margin (DEFAULT_VERIFY_MARGIN_ULPS = 64)
+    tau = 32 * torch.finfo(torch.float32).eps * z.abs().amax(1)
+    assert (rival - own >= tau).all()
+
+
+def test_flip_verdict_ties():
+    """argmax takes the first maximal class: with margin 0 an exact tie is a flip iff the rival has
+    the lower index; with a margin a tie never is."""
+    z = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [2.0, 1.0, 0.0]])
+    labels = torch.tensor([1, 0, 1])
+    assert flip_verdict(z, labels, 0).tolist() == [True, False, True]
+    assert flip_verdict(z, labels, 64).tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize("eps_max, tol", [(1e30, 1e-30), (1e300, 1e-300)])
+def test_regula_falsi_handles_grids_beyond_int64(eps_max, tol):
+    """eps_max / tol > 2**63 overflowed int64 grid positions (and > 2**1024 a float64 scale)."""
+    model = linear_model(4)
+    x = torch.randn(30, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    falsi = minimal_epsilon_search(model, x, eps_max=eps_max, tol=tol, search="regula_falsi")
+    bisection = minimal_epsilon_search(model, x, eps_max=eps_max, tol=tol)
+    assert falsi.flipped.all() and torch.equal(falsi.flipped, bisection.flipped)
+    torch.testing.assert_close(falsi.eps, bisection.eps, rtol=1e-13, atol=0)
+    _, direction = attack_direction(model.eval(), x)
+    assert (labels_at(model, x, direction, falsi.eps) != falsi.orig_label).all()
+    # the bracket closed down to float64's resolution (tol is far below it)
+    assert (falsi.eps - falsi.eps_lower <= 1e-12 * falsi.eps).all()
+    assert (falsi.eps_lower > 0).all()

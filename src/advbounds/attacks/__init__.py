@@ -6,36 +6,71 @@
   (Lemma 3.1 in closed form; a least-distance QP per target class otherwise).
 - :func:`iterative_perturbation`: Section 2.7 / Figure 2.5.
 - :mod:`.reference`: the naive per-sample loop the batched search is checked and timed against.
+- :mod:`.minimal_l2`: strong minimal-L2 attacks (:class:`DeepFool`, :class:`DDN`, :class:`FMN`), batched,
+  with a separate verification pass; :func:`best_attack` and :func:`attack_optimality` compare them
+  (and FGS / FGV) per sample.
 
 The choices the thesis leaves open, and their defaults, are documented in ``docs/attacks.md``.
 """
 
 from .direction import attack_direction, loss_logit_weights, perturb, perturbation_norm
 from .iterative import IterativeResult, iterative_perturbation
+from .minimal_l2 import (
+    DDN,
+    FMN,
+    AttackSettings,
+    BestAttackResult,
+    DDNSettings,
+    DeepFool,
+    DeepFoolSettings,
+    FMNSettings,
+    MinimalAttackResult,
+    MinimizationAttack,
+    attack_optimality,
+    best_attack,
+    median_optimality,
+)
 from .linear import ExactResult, binary_minimal_perturbation, exact_minimal_perturbation_linear, min_norm_polyhedron
 from .reference import naive_minimal_epsilon, naive_minimal_epsilon_search
 from .search import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_VERIFY_MARGIN_ULPS,
     SEARCH_POLICIES,
     THESIS_EPS_MAX_PIXELS,
     AttackResult,
     bisection_steps,
+    flip_verdict,
     minimal_epsilon_search,
 )
 
 __all__ = [
     "AttackResult",
+    "AttackSettings",
+    "BestAttackResult",
+    "DDN",
+    "DDNSettings",
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_VERIFY_MARGIN_ULPS",
+    "DeepFool",
+    "DeepFoolSettings",
+    "FMN",
+    "FMNSettings",
+    "MinimalAttackResult",
+    "MinimizationAttack",
     "ExactResult",
     "IterativeResult",
     "SEARCH_POLICIES",
     "THESIS_EPS_MAX_PIXELS",
     "attack_direction",
+    "attack_optimality",
+    "best_attack",
     "binary_minimal_perturbation",
     "bisection_steps",
     "exact_minimal_perturbation_linear",
+    "flip_verdict",
     "iterative_perturbation",
     "loss_logit_weights",
+    "median_optimality",
     "min_norm_polyhedron",
     "minimal_epsilon_search",
     "naive_minimal_epsilon",

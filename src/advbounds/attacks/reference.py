@@ -13,7 +13,8 @@ import math
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from advbounds.progress import progress_bar
 
 from .direction import (
     attack_direction,
@@ -25,7 +26,16 @@ from .direction import (
     prepare_model,
     validate_clip,
 )
-from .search import AttackResult, bisection_steps, grid_points_eps, validate_search_args
+from .search import (
+    DEFAULT_VERIFY_MARGIN_ULPS,
+    AttackResult,
+    bisection_steps,
+    caller_memory_format,
+    flip_verdict,
+    grid_points_eps,
+    validate_search_args,
+    verify_in_model,
+)
 
 #: The policies the literal loop implements; ``regula_falsi`` is tested against ``bisection``.
 NAIVE_SEARCH_POLICIES = ("bisection", "grid")
@@ -44,9 +54,14 @@ def naive_minimal_epsilon(
     search: str = "bisection",
     grid_points: int = 100,
     fgv_normalize: bool = False,
+    verify_model: nn.Module | None = None,
+    verify_format: torch.memory_format = torch.contiguous_format,
+    verify_margin_ulps: float = DEFAULT_VERIFY_MARGIN_ULPS,
 ) -> dict:
     """Algorithm 2.1 for one input ``x1`` of shape ``[1, ...]`` (already on the model's device/dtype).
 
+    The final point is then checked, as in the batched search, by :func:`.search.verify_in_model`
+    in ``verify_model`` (default: ``model``) fed in ``verify_format``, here with a batch of one.
     Returns a dict with the fields of :class:`AttackResult` as Python scalars.
     """
     clip = validate_clip(clip)
@@ -57,10 +72,14 @@ def naive_minimal_epsilon(
     orig = int(logits.argmax(dim=1).item())
     x64 = x1.to(torch.float64)
 
-    def label_at(eps: float) -> int:
+    orig_t = torch.tensor([orig], dtype=torch.int64, device=x1.device)
+
+    def verdict_at(eps: float) -> tuple[bool, int]:
+        """(flips by the margin, label) at ``x + eps d``."""
         with torch.inference_mode():
             e = torch.tensor([eps], dtype=torch.float64, device=x1.device)
-            return int(model(perturb(x64, direction, e, clip, dtype)).argmax(dim=1).item())
+            z = model(perturb(x64, direction, e, clip, dtype))
+            return bool(flip_verdict(z, orig_t, verify_margin_ulps).item()), int(z.argmax(dim=1).item())
 
     max_noflip, min_flip = 0.0, math.inf
 
@@ -71,8 +90,7 @@ def naive_minimal_epsilon(
         else:
             max_noflip = max(max_noflip, eps)
 
-    label_max = label_at(eps_max)
-    flips_max = label_max != orig
+    flips_max, label_max = verdict_at(eps_max)
     record(eps_max, flips_max)
 
     if search == "bisection":
@@ -82,9 +100,9 @@ def naive_minimal_epsilon(
         grid = grid_points_eps(eps_max, grid_points)
         lo, hi, hi_flips, adv = eps_max, eps_max, False, orig
         for k in range(1, grid_points + 1):
-            lab = label_max if k == grid_points else label_at(grid[k])
-            record(grid[k], lab != orig)
-            if lab != orig:
+            flips, lab = (flips_max, label_max) if k == grid_points else verdict_at(grid[k])
+            record(grid[k], flips)
+            if flips:
                 lo, hi, hi_flips, adv = grid[k - 1], grid[k], True, lab
                 break
         steps = bisection_steps(eps_max / grid_points, tol) if hi_flips else 0
@@ -92,24 +110,33 @@ def naive_minimal_epsilon(
     # Algorithm 2.1: eps <- l + (u - l)/2; if f(x) = f(x + eps s) then l <- eps else u <- eps.
     for _ in range(steps):
         mid = lo + (hi - lo) / 2.0
-        lab = label_at(mid)
-        record(mid, lab != orig)
-        if lab == orig:
+        flips, lab = verdict_at(mid)
+        record(mid, flips)
+        if not flips:
             lo = mid
         else:
             hi, hi_flips, adv = mid, True, lab
 
-    hi_t = torch.tensor([hi], dtype=torch.float64, device=x1.device)
+    grid_step = math.ldexp(eps_max / grid_points if search == "grid" else eps_max, -steps)
+    f64 = dict(dtype=torch.float64, device=x1.device)
+    eps_t, adv_t, flipped_t, verify_t = verify_in_model(
+        model if verify_model is None else verify_model, x64, direction,
+        torch.tensor([orig], dtype=torch.int64, device=x1.device), torch.tensor([hi], **f64),
+        torch.tensor([bool(hi_flips)], device=x1.device), grid_step=grid_step, eps_max=eps_max, clip=clip,
+        dtype=dtype, memory_format=verify_format, margin_ulps=verify_margin_ulps / 2,
+    )
+    flipped, hi = bool(flipped_t.item()), float(eps_t.item())
     return {
-        "eps": hi if hi_flips else math.nan,
+        "eps": hi if flipped else math.nan,
         "eps_lower": lo,
-        "perturbation_norm": float(perturbation_norm(x64, direction, hi_t, clip)) if hi_flips else math.nan,
+        "perturbation_norm": float(perturbation_norm(x64, direction, eps_t, clip)) if flipped else math.nan,
         "orig_label": orig,
-        "adv_label": adv if hi_flips else orig,
-        "flipped": bool(hi_flips),
+        "adv_label": int(adv_t.item()) if flipped else orig,
+        "flipped": flipped,
         "flips_at_eps_max": bool(flips_max),
         "consistent": max_noflip < min_flip,
         "direction_norm": float(direction.flatten(1).norm(dim=1)),
+        "verify_steps": int(verify_t.item()),
     }
 
 
@@ -128,11 +155,12 @@ def naive_minimal_epsilon_search(
     fgv_normalize: bool = False,
     channels_last: bool | None = None,
     allow_tf32: bool = False,
+    verify_margin_ulps: float = DEFAULT_VERIFY_MARGIN_ULPS,
     progress: bool = False,
 ) -> AttackResult:
     """:func:`naive_minimal_epsilon` for every row of ``x``, one at a time; same result type as the
-    batched :func:`~advbounds.attacks.minimal_epsilon_search` (``channels_last`` and ``allow_tf32``
-    as there, so that a comparison isolates the effect of batching)."""
+    batched :func:`~advbounds.attacks.minimal_epsilon_search` (``channels_last``, ``allow_tf32`` and
+    ``verify_margin_ulps`` as there, so that a comparison isolates the effect of batching)."""
     validate_search_args(method, float(eps_max), float(tol), search, grid_points)
     if search not in NAIVE_SEARCH_POLICIES:
         raise ValueError(f"the naive reference implements search in {NAIVE_SEARCH_POLICIES}, got {search!r}: "
@@ -141,9 +169,10 @@ def naive_minimal_epsilon_search(
         raise ValueError('loss_label="true" needs the true labels (labels=...)')
     device, dtype = model_device_dtype(model, x)
     work_model, memory_format = prepare_model(model, x, channels_last)
+    verify_format = caller_memory_format(x)
     rows = []
-    with eval_mode(work_model), fp32_precision(allow_tf32):
-        for i in tqdm(range(x.shape[0]), disable=not progress, desc=f"naive {method}"):
+    with eval_mode(model), eval_mode(work_model), fp32_precision(allow_tf32):
+        for i in progress_bar(range(x.shape[0]), disable=not progress, desc=f"naive {method}"):
             rows.append(
                 naive_minimal_epsilon(
                     work_model,
@@ -152,6 +181,7 @@ def naive_minimal_epsilon_search(
                     eps_max=float(eps_max), tol=float(tol), clip=clip, loss_label=loss_label,
                     label=None if labels is None else labels[i : i + 1].to(device),
                     search=search, grid_points=int(grid_points), fgv_normalize=fgv_normalize,
+                    verify_model=model, verify_format=verify_format, verify_margin_ulps=verify_margin_ulps,
                 )
             )
     out_device = x.device
@@ -169,4 +199,5 @@ def naive_minimal_epsilon_search(
         flips_at_eps_max=column("flips_at_eps_max", torch.bool),
         consistent=column("consistent", torch.bool),
         direction_norm=column("direction_norm", torch.float64),
+        verify_steps=column("verify_steps", torch.int64),
     )

@@ -17,6 +17,26 @@ Algorithm 2.1 presumes ``M`` flips the label. We evaluate ``M`` once (``flips_at
 sample counts as ``flipped`` when some evaluated epsilon flipped it (the thesis's "rate"). For a
 sample that never flips, ``eps`` and ``perturbation_norm`` are NaN.
 
+What "flipped" means, and what is guaranteed
+--------------------------------------------
+Every verdict (midpoints, regula-falsi probes, the ``eps_max`` check, the grid scan) is
+:func:`flip_verdict`: the best rival must beat ``f(x)`` by ``tau = verify_margin_ulps *
+finfo(dtype).eps * max_j |z_j|`` (default 64 ulps of the largest logit). ``verify_margin_ulps=0`` is
+plain ``argmax != f(x)``, under which an exact tie counts as flipped iff the rival has the lower
+index (``argmax`` takes the first maximum); with a margin a tie never counts. The flip is judged
+against ``f(x)``, not the true label: a misclassified sample moved to its true class counts.
+
+Without the margin, a ``tol`` below the input's float32 resolution (1.5e-5 at pixel 255) let the
+verdict at the last bracket depend on the memory layout and batch of the search's own passes (a
+channels-last copy of the model on the CPU): about half of the returned adversarials of a trained
+LeNet-5 did not flip in the caller's model. Now the final points are also checked by a separate pass
+in the *caller's* model and layout (:func:`verify_in_model`, one batched pass per chunk, half the
+margin); a sample that fails steps up the search grid until it passes there (``verify_steps``), or
+is reported as not flipped. Guarantee: each flipped sample's ``adversarial`` (= ``x + eps d`` rounded
+once) flips by ``tau / 2`` in the caller's model run on the returned chunk; any other batching or
+one-at-a-time evaluation differs from that pass only by accumulation order (measured at ~2 ulps of
+``max|z|`` on LeNet-5, well inside ``tau / 2``; docs/attacks.md has the details and the limits).
+
 Fewer forward passes: ``search="regula_falsi"``
 -----------------------------------------------
 Bisection spends ``ceil(log2(M / tol))`` passes on every sample (27 for the thesis's M = 100 with
@@ -54,7 +74,8 @@ from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from advbounds.progress import progress_bar
 
 from .direction import (
     METHODS,
@@ -77,6 +98,11 @@ DEFAULT_BATCH_SIZE = {"cpu": 256, "cuda": 1024}
 
 #: Upper bound on epsilon that the thesis uses for MNIST and CIFAR-10 in raw pixel units (5.3.1).
 THESIS_EPS_MAX_PIXELS = 100.0
+
+#: Default margin of the final verification, in units of ``finfo(dtype).eps * max_j |z_j|``. On a
+#: trained LeNet-5 in float32 (logits up to ~12) the logits of the same input differ between batch
+#: sizes and memory layouts by up to ~2 such units (2.9e-6); 64 leaves a factor ~30 (module docstring).
+DEFAULT_VERIFY_MARGIN_ULPS = 64.0
 
 
 def bisection_steps(width: float, tol: float) -> int:
@@ -115,8 +141,12 @@ class AttackResult:
     - ``flips_at_eps_max``: the endpoint check, ``f(x + eps_max d) != f(x)``.
     - ``consistent``: the evaluated points fit a single crossing (see module docstring).
     - ``direction_norm``: ``||d||_2`` (FGS: ``sqrt`` of the number of nonzero gradient signs).
-    - ``adversarial``: ``x + eps d`` as the model saw it, only with ``return_adversarial=True``
-      (for a sample that did not flip: the point at ``eps_max``).
+    - ``verify_steps``: grid steps the verification in the caller's model added above the search's
+      own flipping point (0: it passed as is; -1: not flipped). Where it is positive,
+      ``eps - eps_lower`` exceeds ``tol`` by that many grid steps.
+    - ``adversarial``: ``x + eps d`` exactly as the verification pass fed it to the caller's model
+      (model dtype, the caller's memory layout), only with ``return_adversarial=True`` (for a sample
+      that did not flip: the point at ``eps_max``).
     """
 
     eps: torch.Tensor
@@ -128,6 +158,7 @@ class AttackResult:
     flips_at_eps_max: torch.Tensor
     consistent: torch.Tensor
     direction_norm: torch.Tensor
+    verify_steps: torch.Tensor
     adversarial: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -185,6 +216,7 @@ def minimal_epsilon_search(
     return_adversarial: bool = False,
     channels_last: bool | None = None,
     allow_tf32: bool = False,
+    verify_margin_ulps: float = DEFAULT_VERIFY_MARGIN_ULPS,
     progress: bool = False,
 ) -> AttackResult:
     """Smallest epsilon with ``f(x + eps * d) != f(x)``, ``d`` the FGS or FGV direction (Alg. 2.1).
@@ -207,9 +239,14 @@ def minimal_epsilon_search(
     return_adversarial: also return the perturbed inputs (memory: one copy of ``x``).
     channels_last: run a channels-last copy of the model (``None``: on the CPU for conv nets).
     allow_tf32: let cuDNN/cuBLAS use TF32 for float32 (default off: it would swamp small epsilons).
+    verify_margin_ulps: the margin the final verification in the caller's model requires, in units
+        of the model dtype's machine epsilon times the largest |logit| (``0``: plain argmax); see
+        "What is guaranteed" in the module docstring.
     progress: show a tqdm bar over samples (updated after each chunk).
     """
     validate_search_args(method, eps_max, tol, search, grid_points)
+    if not (math.isfinite(verify_margin_ulps) and verify_margin_ulps >= 0):
+        raise ValueError(f"verify_margin_ulps must be a finite number >= 0, got {verify_margin_ulps}")
     clip = validate_clip(clip)
     if loss_label == "true" and labels is None:
         raise ValueError('loss_label="true" needs the true labels (labels=...)')
@@ -223,17 +260,23 @@ def minimal_epsilon_search(
     if chunk < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     work_model, memory_format = prepare_model(model, x, channels_last)
+    caller_format = caller_memory_format(x)
     parts = []
-    with eval_mode(work_model), fp32_precision(allow_tf32), tqdm(
+    with eval_mode(model), fp32_precision(allow_tf32), progress_bar(
         total=x.shape[0], disable=not progress, desc=f"{method} {search}", unit="sample"
     ) as bar:
         for start in range(0, x.shape[0], chunk):
             xc = x[start : start + chunk].to(device=device, dtype=dtype).contiguous(memory_format=memory_format)
             yc = None if labels is None else labels[start : start + chunk].to(device)
-            part = _search_chunk(
-                work_model, xc, yc, method=method, eps_max=eps_max, tol=tol, clip=clip,
-                loss_label=loss_label, search=search, grid_points=int(grid_points),
-                fgv_normalize=fgv_normalize, return_adversarial=return_adversarial,
+            with eval_mode(work_model):
+                outcome = _search_chunk(
+                    work_model, xc, yc, method=method, eps_max=eps_max, tol=tol, clip=clip,
+                    loss_label=loss_label, search=search, grid_points=int(grid_points),
+                    fgv_normalize=fgv_normalize, margin_ulps=verify_margin_ulps,
+                )
+            part = _finish_chunk(
+                model, outcome, eps_max=eps_max, clip=clip, dtype=dtype, memory_format=caller_format,
+                margin_ulps=verify_margin_ulps / 2, return_adversarial=return_adversarial,
             )
             parts.append(_to_device(part, x.device))
             bar.update(xc.shape[0])
@@ -247,10 +290,17 @@ def _to_device(result: AttackResult, device: torch.device) -> AttackResult:
     )
 
 
+def caller_memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The layout the caller's inputs come in: channels-last for a 4-D tensor stored that way (and
+    not also contiguous, as for 1x1 images), else the default."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _search_chunk(
-    model, x, labels, *, method, eps_max, tol, clip, loss_label, search, grid_points,
-    fgv_normalize, return_adversarial,
-) -> AttackResult:
+    model, x, labels, *, method, eps_max, tol, clip, loss_label, search, grid_points, fgv_normalize, margin_ulps,
+) -> _SearchOutcome:
     dtype = x.dtype
     logits, direction, linear_eps = attack_direction(
         model, x, method=method, loss_label=loss_label, labels=labels, fgv_normalize=fgv_normalize,
@@ -267,8 +317,10 @@ def _search_chunk(
         xs, ds = (x64, direction) if idx is None else (x64[idx], direction[idx])
         return model(perturb(xs, ds, eps, clip, dtype))
 
-    def predict(idx: torch.Tensor | None, eps: torch.Tensor) -> torch.Tensor:
-        return logits_at(idx, eps).argmax(dim=1)
+    def predict(idx: torch.Tensor | None, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flips by the margin, labels) at ``x + eps d`` for the samples ``idx``."""
+        z = logits_at(idx, eps)
+        return flip_verdict(z, orig if idx is None else orig[idx], margin_ulps), z.argmax(dim=1)
 
     # Per-sample record of everything evaluated, for the single-crossing consistency flag.
     max_noflip = torch.zeros(n, **f64)  # eps = 0 is x itself: label unchanged by definition
@@ -287,7 +339,7 @@ def _search_chunk(
     at_max = torch.full((n,), eps_max, **f64)
     logits_max = logits_at(None, at_max)
     label_max = logits_max.argmax(dim=1)
-    flips_max = label_max != orig
+    flips_max = flip_verdict(logits_max, orig, margin_ulps)
     record(None, at_max, flips_max)
 
     if search == "regula_falsi":
@@ -299,7 +351,7 @@ def _search_chunk(
         bracketed = flips_max.nonzero().squeeze(1)
         cell_lo, cell_hi, adv_b, evaluated = _regula_falsi(
             logits_at, orig[bracketed], bracketed, logits[bracketed], logits_max[bracketed],
-            linear_eps[bracketed], eps_max=eps_max, steps=steps,
+            linear_eps[bracketed], eps_max=eps_max, steps=steps, tol=tol, margin_ulps=margin_ulps,
         )
         for idx, eps, flips in evaluated:
             record(idx, eps, flips)
@@ -323,10 +375,9 @@ def _search_chunk(
             if scanning.numel() == 0:
                 break
             if k == grid_points:  # already evaluated: the eps_max pass
-                labels_k = label_max[scanning]
+                flips_k, labels_k = flips_max[scanning], label_max[scanning]
             else:
-                labels_k = predict(scanning, grid[k].expand(scanning.numel()))
-            flips_k = labels_k != orig[scanning]
+                flips_k, labels_k = predict(scanning, grid[k].expand(scanning.numel()))
             record(scanning, grid[k].expand(scanning.numel()), flips_k)
             found = scanning[flips_k]
             lo[found], hi[found], hi_flips[found], adv[found] = grid[k - 1], grid[k], True, labels_k[flips_k]
@@ -342,9 +393,7 @@ def _search_chunk(
             break
         lo_a, hi_a = (lo, hi) if active is None else (lo[active], hi[active])
         mid = lo_a + (hi_a - lo_a) / 2.0  # same expression as Algorithm 2.1 and the reference loop
-        labels_mid = predict(active, mid)
-        orig_a = orig if active is None else orig[active]
-        flips = labels_mid != orig_a
+        flips, labels_mid = predict(active, mid)
         record(active, mid, flips)
         new_hi, new_lo = torch.where(flips, mid, hi_a), torch.where(flips, lo_a, mid)
         if active is None:
@@ -356,25 +405,183 @@ def _search_chunk(
             adv[active] = torch.where(flips, labels_mid, adv[active])
             hi_flips[active] = hi_flips[active] | flips
 
-    flipped = hi_flips
-    nan = torch.full_like(hi, math.nan)
-    eps = torch.where(flipped, hi, nan)
-    adversarial = perturb(x64, direction, hi, clip, dtype) if return_adversarial else None
+    if search == "grid":
+        grid_step = math.ldexp(eps_max / grid_points, -steps)
+    else:
+        grid_step = math.ldexp(eps_max, -steps)
+    return _SearchOutcome(
+        x64=x64, direction=direction, orig=orig, hi=hi, lo=lo, flipped=hi_flips, adv=adv,
+        flips_max=flips_max, consistent=max_noflip < min_flip, grid_step=grid_step,
+    )
+
+
+@dataclass
+class _SearchOutcome:
+    """What :func:`_search_chunk` found, before the verification in the caller's model."""
+
+    x64: torch.Tensor
+    direction: torch.Tensor
+    orig: torch.Tensor
+    hi: torch.Tensor
+    lo: torch.Tensor
+    flipped: torch.Tensor
+    adv: torch.Tensor
+    flips_max: torch.Tensor
+    consistent: torch.Tensor
+    grid_step: float
+
+
+def flip_verdict(logits: torch.Tensor, labels: torch.Tensor, margin_ulps: float) -> torch.Tensor:
+    """Which rows of ``logits[B, C]`` count as flipped away from ``labels[B]``.
+
+    ``margin_ulps = 0``: plain ``argmax != label``. ``torch.argmax`` returns the *first* maximal
+    class, so an exact tie between ``label`` and a rival counts as flipped iff the rival has the
+    lower index. ``margin_ulps > 0``: the best rival must beat ``label`` strictly and by at least
+    ``margin_ulps * finfo(dtype).eps * max_j |z_j|`` (ties never count). That is the margin the
+    minimal-epsilon search requires of the points it returns (see :func:`verify_in_model`).
+    """
+    flips = logits.argmax(dim=1) != labels
+    if margin_ulps == 0:
+        return flips
+    z = logits.detach().to(torch.float64)
+    own = z.gather(1, labels.view(-1, 1)).squeeze(1)
+    rival = z.scatter(1, labels.view(-1, 1), -math.inf).amax(dim=1)
+    tau = float(margin_ulps) * torch.finfo(logits.dtype).eps * z.abs().amax(dim=1)
+    return flips & (rival > own) & (rival - own >= tau)
+
+
+@torch.inference_mode()
+def verify_in_model(
+    model: nn.Module,
+    x64: torch.Tensor,
+    direction: torch.Tensor,
+    orig: torch.Tensor,
+    eps: torch.Tensor,
+    flipped: torch.Tensor,
+    *,
+    grid_step: float,
+    eps_max: float,
+    clip: tuple[float, float] | None,
+    dtype: torch.dtype,
+    memory_format: torch.memory_format,
+    margin_ulps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Check the search's final points in the caller's ``model`` and layout; step up where needed.
+
+    For every sample with ``flipped``, ``x + eps d`` (rounded once, in ``memory_format``) is run
+    through ``model`` in one batched pass and judged by :func:`flip_verdict` with ``margin_ulps``.
+    Where it does not pass, ``eps`` moves up the search's grid (``eps + j * grid_step``, capped at
+    ``eps_max``): ``j = 1, 2, 4, ...`` until a point passes (batched over the failing samples, one
+    pass per doubling), then bisection on ``j`` between the last failing and the first passing
+    doubling, so that the returned point passes and the grid point ``grid_step`` below it was seen
+    to fail (or was the search's own). A sample for which not even ``eps_max`` passes is reported
+    as not flipped.
+
+    Returns ``(eps, adv_label, flipped, verify_steps)``: the verified epsilon (the search's where it
+    passed), the caller's model's label there, the new flag and the number of grid steps added
+    (0: the search's point passed as is; -1: not flipped).
+    """
+    eps = eps.clone()
+    flipped = flipped.clone()
+    adv_label = orig.clone()
+    verify_steps = torch.full_like(orig, -1)
+
+    def judge(idx: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the whole chunk goes through the model, the other samples at their current eps: the
+        # verdict must come from the batch as the caller's model sees it, and some models need
+        # their batch whole (a StackedMLP holds one block of rows per stacked classifier)
+        full = torch.nan_to_num(eps.to(e.dtype), nan=0.0)
+        full[idx] = e
+        point = perturb(x64, direction, full, clip, dtype).contiguous(memory_format=memory_format)
+        logits = model(point)[idx]
+        return flip_verdict(logits, orig[idx], margin_ulps), logits.argmax(dim=1)
+
+    cand = flipped.nonzero().squeeze(1)
+    if cand.numel():
+        ok, label = judge(cand, eps[cand])
+        adv_label[cand[ok]], verify_steps[cand[ok]] = label[ok], 0
+        fail = cand[~ok]
+    else:
+        fail = cand
+    if fail.numel():
+        base = eps[fail]
+        # grid steps up to eps_max (at least float64's spacing, for absurdly fine grids)
+        step = torch.maximum(torch.full_like(base, grid_step), torch.nextafter(base, torch.full_like(base, math.inf)) - base)
+        room = ((eps_max - base) / step).floor().clamp_min(0)  # grid steps left below eps_max
+
+        def at(rows: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+            return torch.where(j >= room[rows], torch.full_like(j, eps_max), base[rows] + j * step[rows])
+
+        j_fail = torch.zeros_like(base)  # the search's own point failed
+        j_pass = torch.full_like(base, math.inf)
+        j = torch.ones_like(base)
+        live = torch.arange(fail.numel(), device=base.device)
+        while live.numel():  # doubling: one pass per round over the samples still failing
+            j_live = torch.minimum(j[live], room[live].clamp_min(1))
+            ok, _ = judge(fail[live], at(live, j_live))
+            j_pass[live[ok]] = j_live[ok]
+            j_fail[live[~ok]] = j_live[~ok]
+            exhausted = ~ok & (j_live >= room[live])
+            live = live[~ok & ~exhausted]
+            j[live] = j[live] * 2
+        found = torch.isfinite(j_pass)
+        live = found.nonzero().squeeze(1)
+        while live.numel():  # bisection on the grid index between a failing and a passing j
+            live = live[j_pass[live] - j_fail[live] > 1]
+            if not live.numel():
+                break
+            mid = (j_fail[live] + (j_pass[live] - j_fail[live]) / 2).floor()
+            stuck = (mid <= j_fail[live]) | (mid >= j_pass[live])
+            live, mid = live[~stuck], mid[~stuck]
+            if not live.numel():
+                break
+            ok, _ = judge(fail[live], at(live, mid))
+            j_pass[live] = torch.where(ok, mid, j_pass[live])
+            j_fail[live] = torch.where(ok, j_fail[live], mid)
+        new_eps = at(torch.arange(fail.numel(), device=base.device), torch.where(found, j_pass, torch.zeros_like(j_pass)))
+        eps[fail] = torch.where(found, new_eps, eps[fail])
+        flipped[fail] = found
+        steps_added = torch.where(found, torch.minimum(j_pass, room).to(orig.dtype), torch.full_like(fail, -1))
+        verify_steps[fail] = steps_added
+        if found.any():  # labels at the final points (one more pass over the moved samples only)
+            moved = fail[found]
+            _, label = judge(moved, eps[moved])
+            adv_label[moved] = label
+    return eps, adv_label, flipped, verify_steps
+
+
+def _finish_chunk(
+    model: nn.Module, out: _SearchOutcome, *, eps_max, clip, dtype, memory_format, margin_ulps, return_adversarial,
+) -> AttackResult:
+    """Verification in the caller's model and layout, then the reported fields."""
+    eps, adv_label, flipped, verify_steps = verify_in_model(
+        model, out.x64, out.direction, out.orig, out.hi, out.flipped, grid_step=out.grid_step,
+        eps_max=eps_max, clip=clip, dtype=dtype, memory_format=memory_format, margin_ulps=margin_ulps,
+    )
+    x64, direction = out.x64, out.direction
+    nan = torch.full_like(eps, math.nan)
+    # Non-flipped samples: the point at eps_max (as before the verification existed)
+    at = torch.where(flipped, eps, torch.full_like(eps, eps_max))
+    adversarial = None
+    if return_adversarial:
+        adversarial = perturb(x64, direction, at, clip, dtype).contiguous(memory_format=memory_format)
     return AttackResult(
-        eps=eps,
-        eps_lower=lo,
-        perturbation_norm=torch.where(flipped, perturbation_norm(x64, direction, hi, clip), nan),
-        orig_label=orig,
-        adv_label=torch.where(flipped, adv, orig),
+        eps=torch.where(flipped, eps, nan),
+        eps_lower=out.lo,
+        perturbation_norm=torch.where(flipped, perturbation_norm(x64, direction, eps, clip), nan),
+        orig_label=out.orig,
+        adv_label=torch.where(flipped, adv_label, out.orig),
         flipped=flipped,
-        flips_at_eps_max=flips_max,
-        consistent=max_noflip < min_flip,
+        flips_at_eps_max=out.flips_max,
+        consistent=out.consistent,
         direction_norm=direction.flatten(1).norm(dim=1),
+        verify_steps=verify_steps,
         adversarial=adversarial,
     )
 
 
-def _regula_falsi(logits_at, orig, idx, logits_lo, logits_hi, first_guess, *, eps_max: float, steps: int):
+def _regula_falsi(logits_at, orig, idx, logits_lo, logits_hi, first_guess, *, eps_max: float, steps: int,
+                  tol: float, margin_ulps: float):
     """Grid-aligned Illinois regula falsi for the samples ``idx``, which flip at ``eps_max``.
 
     Works on integer positions ``i`` of bisection's grid ``eps_max * i / 2**steps``: the bracket
@@ -395,22 +602,24 @@ def _regula_falsi(logits_at, orig, idx, logits_lo, logits_hi, first_guess, *, ep
     evaluated, for the consistency flag.
     """
     device = logits_lo.device
-    scale = 2.0**steps
     n = idx.numel()
-    lo = torch.zeros(n, dtype=torch.int64, device=device)
-    hi = torch.full((n,), 2**steps, dtype=torch.int64, device=device)
+    grid = _RegulaFalsiGrid(steps, eps_max, tol)
+    scale = grid.scale
+    lo = torch.zeros(n, dtype=grid.dtype, device=device)
+    hi = torch.full((n,), grid.top, dtype=grid.dtype, device=device)
     z_lo, z_hi = logits_lo.detach().to(torch.float64), logits_hi.detach().to(torch.float64)
     weight_lo = torch.ones(n, dtype=torch.float64, device=device)  # Illinois down-weighting
     weight_hi = torch.ones(n, dtype=torch.float64, device=device)
     last_moved = torch.zeros(n, dtype=torch.int8, device=device)  # +1: lo moved last, -1: hi moved last
     stalls = torch.zeros(n, dtype=torch.int8, device=device)
     tiny = torch.finfo(torch.float64).tiny
+    margin_unit = float(margin_ulps) * torch.finfo(logits_lo.dtype).eps  # see flip_verdict
     evaluated = []
     live = torch.arange(n, device=device)  # positions (into idx) still searching
     guess = torch.nan_to_num(first_guess / eps_max * scale, posinf=scale).clamp(0, scale)
     first = True
     while True:
-        live = live[hi[live] - lo[live] > 1]
+        live = live[grid.open(lo[live], hi[live])]
         if not live.numel():
             break
         a, b = lo[live], hi[live]
@@ -419,20 +628,26 @@ def _regula_falsi(logits_at, orig, idx, logits_lo, logits_hi, first_guess, *, ep
         rival = z_hi[live].argmax(dim=1, keepdim=True)  # the label at the upper end
         # Verdicts come from argmax; ties (argmax takes the first maximal class) still need a
         # strictly positive margin below and a strictly negative one above for the interpolation.
-        g_a = ((z_lo[live].gather(1, own) - z_lo[live].gather(1, rival)).squeeze(1) * weight_lo[live]).clamp_min(tiny)
-        g_b = ((z_hi[live].gather(1, own) - z_hi[live].gather(1, rival)).squeeze(1) * weight_hi[live]).clamp_max(-tiny)
+        # The flip predicate asks the rival to win by tau = margin_unit * max|z|: interpolate on the
+        # gap shifted by it, so that the root lands on the predicate's crossing.
+        zl, zh = z_lo[live], z_hi[live]
+        gap_lo = (zl.gather(1, own) - zl.gather(1, rival)).squeeze(1) + margin_unit * zl.abs().amax(dim=1)
+        gap_hi = (zh.gather(1, own) - zh.gather(1, rival)).squeeze(1) + margin_unit * zh.abs().amax(dim=1)
+        g_a = (gap_lo * weight_lo[live]).clamp_min(tiny)
+        g_b = (gap_hi * weight_hi[live]).clamp_max(-tiny)
         # Interpolated root, rounded up to the grid and kept strictly inside the bracket; after two
         # interpolation steps in a row that did not halve the bracket, one bisection step.
         root = a.to(torch.float64) + g_a / (g_a - g_b) * width.to(torch.float64)
         if first:
             root, first = guess[live], False
-        candidate = torch.ceil(root).clamp(min=1.0).to(torch.int64)
-        candidate = torch.minimum(torch.maximum(candidate, a + 1), b - 1)
+        candidate = torch.minimum(torch.maximum(grid.round_up(root), grid.above(a)), grid.below(b))
         bisect = stalls[live] >= 2
-        candidate = torch.where(bisect, a + width // 2, candidate)
-        eps = eps_max * (candidate.to(torch.float64) / scale)
-        logits = logits_at(idx[live], eps).to(torch.float64)
-        flips = logits.argmax(dim=1) != orig[live]
+        candidate = torch.where(bisect, torch.minimum(torch.maximum(grid.half(a, b), grid.above(a)), grid.below(b)),
+                                candidate)
+        eps = grid.to_eps(candidate)
+        raw = logits_at(idx[live], eps)
+        flips = flip_verdict(raw, orig[live], margin_ulps)  # in the model's dtype: its epsilon sets the margin
+        logits = raw.to(torch.float64)
         evaluated.append((idx[live], eps, flips))
         # Illinois: an end kept twice in a row has its weight halved, so the next root moves
         # towards it instead of creeping from one side; a replaced end starts afresh.
@@ -448,6 +663,51 @@ def _regula_falsi(logits_at, orig, idx, logits_lo, logits_hi, first_guess, *, ep
         last_moved[live] = torch.where(flips, -1, 1).to(torch.int8)
         halved = 2 * (hi[live] - lo[live]) <= width
         stalls[live] = torch.where(halved | bisect, 0, stalls[live] + 1).to(torch.int8)
-    cell_lo = eps_max * (lo.to(torch.float64) / scale)
-    cell_hi = eps_max * (hi.to(torch.float64) / scale)
-    return cell_lo, cell_hi, z_hi.argmax(dim=1), evaluated
+    return grid.to_eps(lo), grid.to_eps(hi), z_hi.argmax(dim=1), evaluated
+
+
+class _RegulaFalsiGrid:
+    """Positions on bisection's grid ``eps_max * i / 2**steps`` for :func:`_regula_falsi`.
+
+    Up to ``steps = 62`` the positions are exact ``int64`` integers ``i`` in ``[0, 2**steps]`` and
+    ``eps = eps_max * (i / 2**steps)`` (bit-identical to bisection's points while ``steps <= 52``).
+    Beyond that (``eps_max / tol > 2**62``) ``2**steps`` does not fit an ``int64`` (and beyond 1023
+    not even a float64): positions are then the float64 fractions ``i / 2**steps`` in ``[0, 1]``,
+    which are finer than float64 can tell apart almost everywhere, so the grid becomes float64's own
+    numbers. The search stops when the bracket is at most ``tol`` wide or no float64 lies between its
+    ends. Same answer as bisection's cell whenever the label flips once along the ray, up to the
+    float64 rounding of bisection's own midpoints.
+    """
+
+    INT_STEPS = 62
+
+    def __init__(self, steps: int, eps_max: float, tol: float):
+        self.exact = steps <= self.INT_STEPS
+        self.eps_max, self.tol = eps_max, tol
+        if self.exact:
+            self.dtype, self.top, self.scale = torch.int64, 2**steps, 2.0**steps
+        else:
+            self.dtype, self.top, self.scale = torch.float64, 1.0, 1.0
+
+    def open(self, a, b):
+        """Brackets that still need a step."""
+        if self.exact:
+            return b - a > 1
+        return ((b - a) * self.eps_max > self.tol) & (torch.nextafter(a, torch.full_like(a, 2.0)) < b)
+
+    def above(self, a):
+        return a + 1 if self.exact else torch.nextafter(a, torch.full_like(a, 2.0))
+
+    def below(self, b):
+        return b - 1 if self.exact else torch.nextafter(b, torch.full_like(b, -1.0))
+
+    def half(self, a, b):
+        return a + (b - a) // 2 if self.exact else a + (b - a) / 2
+
+    def round_up(self, root):
+        return torch.ceil(root).clamp(min=1.0).to(torch.int64) if self.exact else root
+
+    def to_eps(self, position):
+        if self.exact:
+            return self.eps_max * (position.to(torch.float64) / self.scale)
+        return self.eps_max * position
