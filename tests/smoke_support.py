@@ -72,6 +72,20 @@ def _failed_logs(workdir: Path, n: int = 3000) -> str:
     return "".join(f"\n--- {p.relative_to(workdir)} ---\n{p.read_text(errors='replace')[-n:]}" for p in logs)
 
 
+def load_smoke_config() -> dict[str, Any]:
+    """config/config.yaml with config/smoke.yaml merged over it, key by key, as Snakemake does."""
+    import yaml
+
+    def merge(base: dict, over: Mapping) -> dict:
+        for key, value in over.items():
+            base[key] = merge(dict(base.get(key) or {}), value) if isinstance(value, Mapping) and \
+                isinstance(base.get(key), Mapping) else value
+        return base
+
+    return merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+                 yaml.safe_load((REPO / SMOKE_CONFIG).read_text()))
+
+
 def copy_repo(dest: Path) -> Path:
     """A fresh copy of the repository's sources (what git would see), without generated files:
     no results, downloads, logs, Snakemake metadata or rendered figures."""

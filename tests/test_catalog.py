@@ -22,11 +22,13 @@ def test_every_generated_item_and_extra_has_a_readme_row_and_a_gallery_caption()
     table = catalog.readme_table()
     files = [f for item in catalog.generated_items() for f in item.files] + \
         [f for extra in catalog.EXTRAS for f in extra.files]
-    for item in [*catalog.generated_items(), *catalog.EXTRAS]:
-        assert f"figures/{item.key}." in table, item.key
+    keys = [i.key for i in catalog.generated_items()] + [e.example or e.key for e in catalog.EXTRAS]
+    for key in keys:
+        assert f"figures/{key}." in table, key
     captions = catalog.gallery_captions(files)
     assert set(captions) == {i.key for i in catalog.generated_items() if i.kind in ("figure", "table")} | \
-        {e.key for e in catalog.EXTRAS}
+        {e.example or e.key for e in catalog.EXTRAS}
+    assert captions["sandwich_lenet5"].startswith("Sandwich: lenet5: ")
     assert captions["table_3_1"] == "Table 3.1: Test results on linear classifiers"
 
 

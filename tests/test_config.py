@@ -62,3 +62,27 @@ def test_a_figure_naming_an_unknown_model_is_named():
     config["chapter5"]["figures"]["figure_5_12"]["model"] = "lenet99"
     with pytest.raises(ConfigError, match="chapter5.figures.figure_5_12.model names model 'lenet99'"):
         check_config(config)
+
+
+def test_the_schema_names_exactly_the_fields_of_each_strong_attacks_settings():
+    """One route from the YAML to the code: the schema may not accept a key the settings class
+    would reject, nor miss one it takes."""
+    import dataclasses
+
+    from advbounds.experiments.strong import STRONG_ATTACKS
+
+    attacks = SCHEMA["properties"]["chapter5"]["properties"]["strong_attacks"]["properties"]["attacks"]["properties"]
+    assert set(attacks) == set(STRONG_ATTACKS)
+    for name, (_, settings) in STRONG_ATTACKS.items():
+        assert set(attacks[name]["properties"]) == {f.name for f in dataclasses.fields(settings)}, name
+
+
+def test_the_configs_strong_attacks_build_their_settings():
+    from advbounds.experiments.strong import StrongAttackConfig
+
+    for path in ("config/config.yaml", "config/smoke.yaml"):
+        section = yaml.safe_load((REPO / path).read_text())["chapter5"]["strong_attacks"]
+        config = StrongAttackConfig.from_config(section)
+        assert set(config.attacks) == set(section["attacks"])
+    with pytest.raises(TypeError):
+        StrongAttackConfig.from_config({"samples": {"cpu": 1, "cuda": None}, "attacks": {"ddn": {"stepz": 3}}})

@@ -98,7 +98,7 @@ CHANGES = [
     (("report", "tolerances", "statistical", "rel"), lambda v: v / 2, {"report"}),
     # the device reaches only the jobs whose results depend on it: never a fetch or prepare job
     (("device",), lambda v: "auto" if v != "auto" else "cpu",
-     {"ch4_train", "ch4_regularization", "ch5_train", "ch5_bounds", "ch5_attack", "ch5_figure_examples",
+     {"ch4_train", "ch4_regularization", "ch5_train", "ch5_bounds", "ch5_attack", "ch5_strong_attack", "ch5_figure_examples",
       "ch5_figure_5_12", "ch5_figure_2_5", "ch5_figure_2_5_model", "report"}),
     (("seed",), lambda v: v + 1,
      {"fetch_mnist", "fetch_cifar10", "fetch_spambase", "prepare_data", "ch3_linear_test", "ch3_figure_3_1",

@@ -639,3 +639,19 @@ def test_section_5_3_1_compares_both_accuracies_and_names_a_missing_one(tmp_path
     assert lenet.reproduced == 0.9846 and lenet.published == 0.99 and lenet.verdict != MISSING
     nin = by["CIFAR-NIN test accuracy"]
     assert nin.verdict == MISSING and "results/models/cifar_nin.metrics.json" in nin.reasons[0]
+
+
+def test_a_number_the_run_could_not_compute_is_a_warning_and_a_missing_file_an_error(fabricated: Path, caplog) -> None:
+    """An expected NaN (no sample to take a statistic over) must not be logged at ERROR level;
+    an artifact the run should have made and did not is."""
+    table = pd.read_csv(fabricated / "figures/table_5_2.csv")
+    table.iloc[0, 1] = float("nan")
+    table.to_csv(fabricated / "figures/table_5_2.csv", index=False)
+    with caplog.at_level("WARNING", logger="advbounds.report.build"):
+        _model(fabricated)
+    nan_records = [r for r in caplog.records if "NaN" in r.getMessage()]
+    assert nan_records and all(r.levelname == "WARNING" for r in nan_records)
+    missing = [r for r in caplog.records if "is missing" in r.getMessage()]  # Table 5.1 is not in the root
+    assert missing and all(r.levelname == "ERROR" for r in missing)
+    # the sandwich section is absent when the run wrote no sandwich
+    assert _model(fabricated).sandwich is None

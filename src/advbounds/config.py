@@ -90,3 +90,10 @@ def check_config(config: Mapping[str, Any]) -> None:
                 if name not in ch5["models"]:
                     raise ConfigError(f"config key {key} names model {name!r}, which is not in "
                                       f"chapter5.models ({', '.join(ch5['models'])})")
+
+
+def sandwich_models(config: Mapping[str, Any]) -> list[str]:
+    """The Chapter 5 networks that get a robustness sandwich: those of Tables 5.1-5.3 (config
+    ``chapter5.networks`` and ``chapter5.lrn_networks``), once each, in that order."""
+    ch5 = config.get("chapter5") or {}
+    return list(dict.fromkeys([*ch5.get("networks", []), *ch5.get("lrn_networks", [])]))

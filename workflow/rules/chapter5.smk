@@ -226,7 +226,7 @@ rule ch5_figure_5_12:
     benchmark:
         "logs/benchmarks/ch5_figures/figure_5_12.tsv"
     params:
-        **job_params("ch5_figure_5_12.py", seed=True, device=True, settings={**CH5_FIG["figure_5_12"], "bounds": CH5["bounds"]}),
+        **job_params("ch5_figure_5_12.py", seed=True, device=True, settings={**CH5_FIG["figure_5_12"], "bounds": {k: CH5["bounds"][k] for k in ("batch_size", "relu_second_derivative")}}),
     threads: CH5["threads"]
     resources:
         gpu=1,
@@ -281,3 +281,58 @@ use rule ch5_figure_2_5 as ch5_figure_2_5_model with:
         "logs/ch5_figures/figure_2_5_{model}.log",
     benchmark:
         "logs/benchmarks/ch5_figures/figure_2_5_{model}.tsv"
+
+
+rule ch5_strong_attack:
+    """Beyond the thesis: DeepFool, DDN and FMN on the first test samples (all of them on a GPU)."""
+    input:
+        model="results/models/{model}.pt",
+        data=lambda wc: ch5_data(wc.model),
+    output:
+        "results/strong_attacks/{model}.csv",
+    log:
+        "logs/ch5_strong_attack/{model}.log",
+    benchmark:
+        "logs/benchmarks/ch5_strong_attack/{model}.tsv"
+    wildcard_constraints:
+        model=CH5_MODEL_RE,
+    params:
+        **job_params("ch5_strong_attack.py", device=True, settings=CH5["strong_attacks"]),
+    threads: CH5["threads"]
+    resources:
+        gpu=1,
+    script:
+        "../scripts/ch5_strong_attack.py"
+
+
+rule ch5_sandwich:
+    """Per sample: thesis bound, corrected bound, certified radius, every attack and FGS."""
+    input:
+        bounds="results/bounds/{model}.csv",
+        attacks="results/attacks/{model}.csv",
+        strong="results/strong_attacks/{model}.csv",
+    output:
+        table="results/sandwich/{model}.csv",
+        figure=artifact_files("sandwich_{model}"),
+    log:
+        "logs/ch5_sandwich/{model}.log",
+    wildcard_constraints:
+        model=CH5_MODEL_RE,
+    params:
+        **job_params("ch5_sandwich.py"),
+    script:
+        "../scripts/ch5_sandwich.py"
+
+
+rule sandwich_summary:
+    """One row per experiment: medians, neighbour ratios and violations of the chain."""
+    input:
+        sandwiches=ch5_per_model("results/sandwich/{model}.csv", sandwich_models(config)),
+    output:
+        artifact_files("sandwich_summary"),
+    log:
+        "logs/sandwich_summary.log",
+    params:
+        **job_params("sandwich_summary.py"),
+    script:
+        "../scripts/sandwich_summary.py"

@@ -12,7 +12,8 @@ def main(job):
     model = load_model(job.input.model, job.device)
     s = job.settings
     frame = cnn.bounds_frame(model, data["x_test"], data["y_test"], device=job.device, batch_size=s["batch_size"],
-                             relu_second_derivative=s["relu_second_derivative"], progress=True)
+                             relu_second_derivative=s["relu_second_derivative"], modes=s["modes"],
+                             certify=cnn.CertifyConfig.from_config(s["certify"]), progress=True)
     write_frame(frame, job.output[0])
 
 

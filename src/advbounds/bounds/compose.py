@@ -270,9 +270,9 @@ def model_bounds(model: nn.Sequential, x: torch.Tensor,
         batch_size = max(1, int(batch_size))
         chunks = range(0, x.shape[0], batch_size)
         if progress:
-            from tqdm.auto import tqdm
+            from advbounds.progress import progress_bar
 
-            chunks = tqdm(chunks, desc="bounds", unit="chunk")
+            chunks = progress_bar(chunks, desc="bounds", unit="chunk")
         collected: dict[str, list[torch.Tensor]] = OrderedDict((step.label, []) for step in steps)
         predicted, jac_norms = [], []
         cache: dict = {}

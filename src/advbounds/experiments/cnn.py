@@ -18,14 +18,18 @@ in those units. The choices the thesis leaves open are documented in ``docs/chap
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 #: model name (registry builder or config key) -> the thesis's display name
 DISPLAY_NAMES: dict[str, str] = {
@@ -151,9 +155,17 @@ def bounds_frame(
     device: torch.device | str = "cpu",
     batch_size: int | None = 500,
     relu_second_derivative: float = 1.0,
+    modes: Sequence[str] = ("thesis",),
+    certify: CertifyConfig | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Per-sample theoretical bound (Algorithm 5.1) and every layer's kappa, one row per sample.
+
+    ``modes``: the bound modes to compute (``advbounds.bounds.BOUND_MODES``). ``thesis`` gives the
+    columns below; ``corrected`` (the sound rules, docs/findings.md) adds ``bound_corrected`` and
+    ``sound_kappa_<layer>`` for the same steps. ``certify`` adds ``radius_certified`` (CROWN,
+    ``advbounds.verify``) for the first samples it names, NaN for the others and for every sample
+    of a network with a layer the verifier does not support (LRN): "not certified", never a guess.
 
     Columns: ``sample`` (index in the test set), ``true_label``, ``pred_label``, ``bound`` (the
     input-level bound, pixel units), ``kappa_<layer>`` for each step label of
@@ -169,7 +181,7 @@ def bounds_frame(
     for part in progress_bar(list(_batches(len(x), batch_size)), desc="bounds", disable=not progress):
         xb = x[part].to(device=device, dtype=torch.float32)
         # model_bounds sizes its own inner chunks from the activations (about 512 MiB)
-        result = model_bounds(model, xb, relu_second_derivative=relu_second_derivative)
+        result = model_bounds(model, xb, relu_second_derivative=relu_second_derivative, mode="thesis")
         frame = pd.DataFrame({
             "sample": np.arange(part.start, part.stop),
             "true_label": y[part].cpu().numpy().astype(int),
@@ -180,8 +192,69 @@ def bounds_frame(
             frame[f"{KAPPA_PREFIX}{label}"] = kappa.detach().double().cpu().numpy()
         if result.jacobian_norm is not None:
             frame["jacobian_norm"] = result.jacobian_norm.detach().double().cpu().numpy()
+        if "corrected" in modes:
+            sound = model_bounds(model, xb, mode="corrected")
+            frame[CORRECTED_BOUND] = sound.bound.detach().double().cpu().numpy()
+            for label, kappa in sound.kappas.items():
+                frame[f"{SOUND_KAPPA_PREFIX}{label}"] = kappa.detach().double().cpu().numpy()
         rows.append(frame)
-    return pd.concat(rows, ignore_index=True)
+    frame = pd.concat(rows, ignore_index=True)
+    if certify is not None:
+        frame[CERTIFIED_RADIUS] = certified_radii(model, x, certify, device=device, progress=progress)
+    return frame
+
+
+@dataclass(frozen=True)
+class CertifyConfig:
+    """Config ``chapter5.bounds.certify``: ``samples`` (the first n test images, by device type;
+    ``None`` = all), the verifier's ``method`` (``crown`` or ``ibp``) and, for CROWN, how the
+    intermediate layers are bounded (``crown``: tightest, about 90 s per LeNet-5 image on one CPU
+    core; ``ibp``: CROWN-IBP, about 0.5 s, looser; docs/certify.md)."""
+
+    samples: Mapping[str, int | None]
+    method: str = "crown"
+    intermediate: str = "crown"
+
+    def __post_init__(self) -> None:
+        if self.method not in ("crown", "ibp") or self.intermediate not in ("crown", "ibp"):
+            raise ValueError(f"certify: method and intermediate must be crown or ibp, got {self}")
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> CertifyConfig | None:
+        if section is None:
+            return None
+        return cls(samples=dict(section["samples"]), method=section["method"],
+                   intermediate=section.get("intermediate", "crown"))
+
+    def sample_count(self, device: torch.device | str, available: int) -> int:
+        n = self.samples.get(torch.device(device).type, self.samples.get("cpu"))
+        return available if n is None else min(int(n), available)
+
+
+def certified_radii(model: nn.Module, x: torch.Tensor, config: CertifyConfig, *,
+                    device: torch.device | str = "cpu", progress: bool = False) -> np.ndarray:
+    """``radius_certified`` per sample of ``x`` (pixel units): the certified L2 radius for the first
+    ``config.sample_count`` samples, NaN for the rest, all NaN (with a warning) when the model has a
+    layer the verifier does not support."""
+    from advbounds.verify import UnsupportedLayerError, certified_radius
+
+    radii = np.full(len(x), np.nan)
+    n = config.sample_count(device, len(x))
+    try:
+        result = certified_radius(model, x[:n].to(device=device, dtype=torch.float32), method=config.method,
+                                  intermediate=config.intermediate if config.method == "crown" else None,
+                                  progress=progress)
+    except UnsupportedLayerError as error:
+        log.warning("not certified: %s", error)
+        return radii
+    radii[:n] = result.radius.detach().double().cpu().numpy()
+    return radii
+
+
+#: columns of the sound ``corrected`` bound in a bounds frame (``kappa_columns`` are the thesis's)
+CORRECTED_BOUND = "bound_corrected"
+CERTIFIED_RADIUS = "radius_certified"
+SOUND_KAPPA_PREFIX = "sound_kappa_"
 
 
 def kappa_columns(frame: pd.DataFrame) -> list[str]:

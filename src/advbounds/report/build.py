@@ -64,6 +64,38 @@ class ItemReport:
 
 
 @dataclass
+class SandwichReport:
+    """The "Beyond the thesis" section: per experiment a paragraph, its figure (base64 PNG), and
+    the summary table (figures/sandwich_summary.csv)."""
+
+    summary: pd.DataFrame | None
+    paragraphs: dict[str, str] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+    violations: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def sandwich_report(root: Path) -> SandwichReport | None:
+    """What the run wrote for the sandwich (results/sandwich/<name>.csv, figures/sandwich_*), or
+    None when it wrote nothing of it."""
+    from advbounds.experiments import sandwich
+
+    root = Path(root)
+    tables = sorted((root / "results" / "sandwich").glob("*.csv"))
+    summary_csv = root / "figures" / "sandwich_summary.csv"
+    if not tables and not summary_csv.exists():
+        return None
+    out = SandwichReport(pd.read_csv(summary_csv) if summary_csv.exists() else None)
+    for path in tables:
+        frame = pd.read_csv(path)
+        out.paragraphs[path.stem] = sandwich.describe(path.stem, frame)
+        out.violations[path.stem] = sandwich.sound_violations(frame)
+        image = root / "figures" / f"sandwich_{path.stem}.png"
+        if image.exists():
+            out.images[path.stem] = base64.b64encode(image.read_bytes()).decode("ascii")
+    return out
+
+
+@dataclass
 class ReportModel:
     items: list[ItemReport]
     other_artifacts: list[Artifact]
@@ -74,6 +106,7 @@ class ReportModel:
     findings_source: str | None
     paper_notes: dict[str, list[str]]
     paper: Mapping[str, Any] = field(default_factory=dict)
+    sandwich: SandwichReport | None = None
 
     @property
     def comparisons(self) -> list[Comparison]:
@@ -150,7 +183,8 @@ def build_model(root: str | Path, *, paper_values_path: str | Path, findings_pat
     others = [_artifact(root, str(path)) for path in dict.fromkeys(map(str, artifacts))
               if str(path) not in catalogued]
     return ReportModel(reports, others, settings, run, context_reasons, findings,
-                       str(findings_path) if findings else None, sources.paper_notes(paper), paper)
+                       str(findings_path) if findings else None, sources.paper_notes(paper), paper,
+                       sandwich_report(root))
 
 
 def write_report(output: str | Path, root: str | Path = ".", **kwargs: Any) -> ReportModel:

@@ -185,6 +185,8 @@ class ExtraArtifact:
     caption: str
     summary: str
     built_by: int | None = None
+    #: for a family of files, one per model (``sandwich_{model}``): the file the README names
+    example: str | None = None
 
     @property
     def stage(self) -> int:
@@ -193,7 +195,14 @@ class ExtraArtifact:
     @property
     def files(self) -> tuple[str, ...]:
         suffixes = TABLE_SUFFIXES if self.kind == "table" else FIGURE_SUFFIXES
-        return tuple(f"figures/{self.key}.{suffix}" for suffix in suffixes)
+        return tuple(f"figures/{self.example or self.key}.{suffix}" for suffix in suffixes)
+
+    def matches(self, key: str) -> bool:
+        """``key`` is this artifact, or a member of its family (``sandwich_{model}``)."""
+        if "{" not in self.key:
+            return key == self.key
+        prefix = self.key.split("{", 1)[0]
+        return key.startswith(prefix) and len(key) > len(prefix)
 
 
 EXTRAS: tuple[ExtraArtifact, ...] = (
@@ -203,8 +212,22 @@ EXTRAS: tuple[ExtraArtifact, ...] = (
     ExtraArtifact("comparison_chapters34", "table", 4, "Chapters 3-4",
                   "Our numbers of Tables 3.1, 4.2 and 4.3 beside the published ones, with the report's verdicts",
                   "our numbers beside the published ones"),
+    ExtraArtifact("sandwich_{model}", "figure", 5, "Sandwich (per model)",
+                  "Per test sample, sorted by the best attack: the thesis bound, the sound corrected bound, the "
+                  "certified radius, every minimal-L2 attack and FGS (beyond the thesis)",
+                  "thesis bound, sound bound, certified radius, attacks, per sample (one per model)",
+                  built_by=5, example="sandwich_lenet5"),
+    ExtraArtifact("sandwich_summary", "table", 5, "Sandwich summary",
+                  "How tight are the bounds? Medians of every lower bound and attack, their ratios, and the "
+                  "count of samples where an inequality of the chain fails, one row per experiment",
+                  "medians, neighbour ratios and violations of the chain, per experiment", built_by=5),
 )
 EXTRA_BY_KEY = {extra.key: extra for extra in EXTRAS}
+
+
+def find_extra(key: str) -> ExtraArtifact | None:
+    """The extra artifact ``key`` is, or belongs to the family of."""
+    return EXTRA_BY_KEY.get(key) or next((e for e in EXTRAS if e.matches(key)), None)
 REPORT_ROW = ("Report", "every result beside the published value, with verdicts and provenance", "figures/report.html")
 
 BY_KEY = {item.key: item for item in CATALOG}
@@ -221,10 +244,10 @@ def artifact_files(key: str) -> list[str]:
     data files beside a figure are separate outputs, ``data_files``). A key that extends an item's
     key (``figure_2_5_<model>``), or holds a Snakemake wildcard (``figure_{label}``), is a figure or
     table by its prefix."""
-    entry = BY_KEY.get(key) or EXTRA_BY_KEY.get(key)
+    entry = BY_KEY.get(key) or find_extra(key)
     kind = entry.kind if entry is not None else next(
         (k for k in ("figure", "table") if key.startswith(k + "_")), None)
-    if kind not in ("figure", "table") or (entry is not None and not entry.files):
+    if kind not in ("figure", "table") or (isinstance(entry, ThesisItem) and not entry.files):
         raise KeyError(f"{key!r} is no figure or table the pipeline writes")
     suffixes = TABLE_SUFFIXES if kind == "table" else FIGURE_SUFFIXES
     return [f"figures/{key}.{suffix}" for suffix in suffixes]
@@ -236,7 +259,7 @@ def stage_targets(stage: int, variants: Iterable[str] = ()) -> list[str]:
     presence depends on the config; ``variants`` (keys) adds those the config asks for."""
     items = [item for item in generated_items() if item.stage == stage]
     variant_keys = {e.key for e in EXTRAS if any(e.key.startswith(i.key + "_") for i in CATALOG)}
-    extras = [e for e in EXTRAS if e.stage == stage and e.key not in variant_keys]
+    extras = [e for e in EXTRAS if e.stage == stage and e.key not in variant_keys and "{" not in e.key]
     files = [f for item in items for f in item.files] + [f for extra in extras for f in extra.files]
     return files + [f for key in variants for f in artifact_files(key)]
 
@@ -289,8 +312,13 @@ def report_inputs(targets: Iterable[str], exclude: Iterable[str] = ()) -> list[s
 
 def source_files(config: Mapping[str, Any]) -> list[str]:
     """Per-model files the report reads besides the figures, for the models the config trains."""
-    models = [m for m in SOURCE_MODELS if m in (config.get("chapter5") or {}).get("models", {})]
-    return [f"results/attacks/{m}.csv" for m in models] + [f"results/models/{m}.metrics.json" for m in models]
+    from advbounds.config import sandwich_models
+
+    trained = (config.get("chapter5") or {}).get("models", {})
+    models = [m for m in SOURCE_MODELS if m in trained]
+    # the per-sample sandwich of every network, for the "Beyond the thesis" section
+    return [f"results/attacks/{m}.csv" for m in models] + [f"results/models/{m}.metrics.json" for m in models] + \
+        [f"results/sandwich/{m}.csv" for m in sandwich_models(config)]
 
 
 def _gallery_file(path: str) -> str | None:
@@ -300,7 +328,7 @@ def _gallery_file(path: str) -> str | None:
     item = BY_KEY.get(stem)
     if item is not None and item.generated and item.kind in ("figure", "table"):
         return stem if (item.kind, suffix) in (("figure", "png"), ("table", "csv")) else None
-    extra = EXTRA_BY_KEY.get(stem)
+    extra = find_extra(stem)
     if extra is not None and (extra.kind, suffix) in (("figure", "png"), ("table", "csv")):
         return stem
     return None
@@ -314,7 +342,7 @@ def gallery_sources(targets: Iterable[str]) -> list[str]:
 
 def gallery_chapter(key: str) -> int:
     """The chapter an item or extra artifact is filed under."""
-    return BY_KEY[key].chapter if key in BY_KEY else EXTRA_BY_KEY[key].chapter
+    return BY_KEY[key].chapter if key in BY_KEY else find_extra(key).chapter
 
 
 def gallery_captions(targets: Iterable[str]) -> dict[str, str]:
@@ -323,8 +351,9 @@ def gallery_captions(targets: Iterable[str]) -> dict[str, str]:
     captions = {}
     for path in gallery_sources(targets):
         key = _gallery_file(path)
-        entry = BY_KEY.get(key) or EXTRA_BY_KEY[key]
-        captions[key] = f"{entry.label}: {entry.caption}"
+        entry = BY_KEY.get(key) or find_extra(key)
+        label = entry.label if entry.key == key else f"{entry.label.split(' (')[0]}: {key.split('_', 1)[1]}"
+        captions[key] = f"{label}: {entry.caption}"
     return captions
 
 

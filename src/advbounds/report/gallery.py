@@ -9,13 +9,13 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from advbounds.report.catalog import BY_KEY, EXTRA_BY_KEY, gallery_chapter
+from advbounds.report.catalog import BY_KEY, find_extra, gallery_chapter
 
 
 def gallery_name(path: str | Path) -> str:
     """``figures/table_3_1.csv -> chapter3/table_3_1.csv``; an artifact outside the catalogue is an error."""
     path = Path(path)
-    if path.stem not in BY_KEY and path.stem not in EXTRA_BY_KEY:
+    if path.stem not in BY_KEY and find_extra(path.stem) is None:
         raise KeyError(f"{path} is not a thesis table or figure of the catalogue, nor an extra artifact")
     return f"chapter{gallery_chapter(path.stem)}/{path.name}"
 

@@ -474,6 +474,34 @@ def _collapsible(what: str, entries: Sequence[str], open_up_to: int = 8) -> str:
     return f"<details><summary>{len(entries)} {esc(what)}</summary>{items}</details>"
 
 
+def _sandwich_section(model: ReportModel) -> str:
+    """Beyond the thesis: every lower bound and attack per model, and how tight the bounds are."""
+    sw = model.sandwich
+    if sw is None:
+        return ""
+    parts = ['<h2 id="beyond-the-thesis">Beyond the thesis: how tight are the bounds?</h2><div class="card">',
+             "<p>Per test sample the true minimal L2 perturbation lies between what the lower bounds prove "
+             "and what the attacks find: thesis bound, sound (corrected) bound and certified radius below it, "
+             "the best of DeepFool, DDN, FMN and FGS above it. The thesis's bound is not sound "
+             "(docs/findings.md), so a sample where it exceeds an attack is a finding; the corrected bound and "
+             "the certified radius are proven, so a sample where either exceeds an attack would be a bug "
+             "(the tests fail on it). LRN networks get no certified radius: the verifier has no bound for LRN, "
+             "and with k = 1 LRN's Lipschitz constant is at least 1, so it can never raise a sound bound.</p>"]
+    bugs = {name: v for name, v in sw.violations.items() if v}
+    if bugs:
+        parts.append('<div class="banner error">A sound inequality is violated: '
+                     + esc("; ".join(f"{n}: {v}" for n, v in bugs.items())) + "</div>")
+    if sw.summary is not None:
+        parts.append("<h3>Summary (figures/sandwich_summary.csv)</h3>" + frame_table(sw.summary))
+    for name, paragraph in sw.paragraphs.items():
+        parts.append(f"<h3>{esc(name)}</h3><p>{esc(paragraph)}</p>")
+        if name in sw.images:
+            parts.append(f'<img alt="sandwich of {esc(name)}" style="max-width:880px;width:100%" '
+                         f'src="data:image/png;base64,{sw.images[name]}">')
+    parts.append("</div>")
+    return "".join(parts)
+
+
 def render_html(model: ReportModel) -> str:
     paper = model.paper
     run = model.run
@@ -515,9 +543,9 @@ def render_html(model: ReportModel) -> str:
     sections = "".join(f"<h2>Chapter {n}: {esc(titles.get(n, ''))}</h2>" + "".join(cards)
                        for n, cards in sorted(chapters.items()))
 
-    others = ""
+    others = _sandwich_section(model)
     if model.other_artifacts:
-        others = ("<h2>Other artifacts of the run</h2><div class=\"card\">"
+        others += ("<h2>Other artifacts of the run</h2><div class=\"card\">"
                   + "".join(f"<details><summary><code>{esc(a.path)}</code></summary>{provenance_block(a)}</details>"
                             for a in model.other_artifacts) + "</div>")
     appendix = ["<h2>Findings and notes</h2>"]

@@ -1,0 +1,101 @@
+"""Publish a finished run as a snapshot in the repository (docs/results/), so that a reader sees what
+the pipeline gives on real data without running it.
+
+    python -m advbounds.report.publish RUN_DIR [docs/results] [--note TEXT]
+
+copies, from the run folder ``RUN_DIR`` (the folder holding its ``figures/`` and ``results/``):
+the report page, every table (csv and md), every figure as PNG, the per-sample sandwich tables,
+and writes ``MANIFEST.json``: the commit(s) that produced the artifacts, the config slices, the
+devices, the date range, every file with its size, and the catalog artifacts the run did not make
+(with ``--note`` saying why, e.g. no CIFAR-10 on the machine). The previous snapshot is replaced
+as a whole (written beside it, then renamed). A snapshot over ``MAX_BYTES`` is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from advbounds.report.catalog import EXTRAS, generated_items
+
+MAX_BYTES = 10 * 1024 * 1024
+MANIFEST = "MANIFEST.json"
+
+
+def _provenance(run: Path, relpath: str) -> dict[str, Any] | None:
+    path = run / "results" / "provenance" / f"{relpath}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def snapshot_files(run: Path) -> list[str]:
+    """The run's files that go into a snapshot, relative to the run folder."""
+    figures = sorted(p for p in (run / "figures").glob("*") if p.suffix in (".csv", ".md", ".png", ".html"))
+    sandwiches = sorted((run / "results" / "sandwich").glob("*.csv"))
+    return [str(p.relative_to(run)) for p in [*figures, *sandwiches]]
+
+
+def expected_artifacts() -> list[str]:
+    """Every catalog artifact a complete run writes, in the formats a snapshot keeps."""
+    keep = (".csv", ".md", ".png")
+    files = [f for item in generated_items() for f in item.files] + \
+        [f for extra in EXTRAS if "{" not in extra.key for f in extra.files] + ["figures/report.html"]
+    return [f for f in files if f.endswith(keep) or f.endswith(".html")]
+
+
+def manifest(run: Path, files: list[str], note: str = "") -> dict[str, Any]:
+    records = [r for f in files if (r := _provenance(run, f))]
+    finished = sorted(r["finished_at"] for r in records if r.get("finished_at"))
+    return {
+        "commits": sorted({r["git_commit"] for r in records if r.get("git_commit")}),
+        "devices": sorted({f"{r.get('device')} ({r.get('device_name', '')})" for r in records}),
+        "finished": [finished[0], finished[-1]] if finished else [],
+        "packages": records[0].get("packages") if records else {},
+        "settings": {f: r.get("params", {}).get("settings") for f in files if (r := _provenance(run, f))},
+        "files": {f: (run / f).stat().st_size for f in files},
+        "missing": [f for f in expected_artifacts() if f not in files],
+        "note": note,
+    }
+
+
+def publish(run: str | Path, out: str | Path = "docs/results", note: str = "") -> dict[str, Any]:
+    run, out = Path(run), Path(out)
+    if not (run / "figures" / "report.html").exists():
+        raise FileNotFoundError(f"{run} holds no finished run (no figures/report.html)")
+    files = snapshot_files(run)
+    size = sum((run / f).stat().st_size for f in files)
+    if size > MAX_BYTES:
+        raise ValueError(f"the snapshot would be {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for f in files:
+            (tmp / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run / f, tmp / f)
+        record = manifest(run, files, note)
+        (tmp / MANIFEST).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m advbounds.report.publish", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="the run folder (holding figures/ and results/)")
+    parser.add_argument("out", nargs="?", default="docs/results", help="where the snapshot goes (default docs/results)")
+    parser.add_argument("--note", default="", help="what the run leaves out, and why")
+    args = parser.parse_args(argv)
+    record = publish(args.run, args.out, args.note)
+    print(f"{len(record['files'])} files, {sum(record['files'].values()) / 2**20:.1f} MiB -> {args.out}; "
+          f"missing: {len(record['missing'])}")
+
+
+if __name__ == "__main__":
+    main()
