@@ -319,26 +319,28 @@ def test_multistep_learning_rate_schedule():
     assert training._lr_at(resolve_settings({"iterations": 10}), 10_000) == TRAINING_DEFAULTS["lr"]  # no schedule
 
 
-def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path, monkeypatch):
-    """``--forcerun`` after a library change must retrain, not resume the old code's run."""
-    data = blobs()
-    settings = {**SETTINGS, "iterations": 30, "checkpoint_every": 10}
-    checkpoint = tmp_path / "ckpt.pt"
+RESUMABLE = {**SETTINGS, "iterations": 30, "checkpoint_every": 10}
+
+
+def interrupted_run(monkeypatch, checkpoint, code_version: str = "") -> None:
+    """Train ``RESUMABLE`` until iteration 25, leaving the checkpoint of iteration 20 behind."""
     with monkeypatch.context() as patch:
         interrupt_at(patch, 25)
         with pytest.raises(Interrupt):
-            train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
-                             code_version="old")
+            train_classifier(mlp(), blobs(), RESUMABLE, CPU, progress=False, checkpoint_path=checkpoint,
+                             code_version=code_version)
+
+
+def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path, monkeypatch):
+    """``--forcerun`` after a library change must retrain, not resume the old code's run."""
+    data, settings, checkpoint = blobs(), RESUMABLE, tmp_path / "ckpt.pt"
+    interrupted_run(monkeypatch, checkpoint, code_version="old")
     with pytest.warns(RuntimeWarning, match="different"):
         metrics = train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
                                    code_version="new")
     assert metrics["resumed_from"] == 0
     # the same code resumes
-    with monkeypatch.context() as patch:
-        interrupt_at(patch, 25)
-        with pytest.raises(Interrupt):
-            train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
-                             code_version="new")
+    interrupted_run(monkeypatch, checkpoint, code_version="new")
     metrics = train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
                                code_version="new")
     assert metrics["resumed_from"] == 20
@@ -360,13 +362,8 @@ def test_equal_weights_give_a_byte_identical_model_file(tmp_path):
 
 
 def test_training_log_names_the_settings_the_resume_point_and_the_final_accuracy(tmp_path, monkeypatch, caplog):
-    data = blobs()
-    settings = {**SETTINGS, "iterations": 30, "checkpoint_every": 10}
-    checkpoint = tmp_path / "ckpt.pt"
-    with monkeypatch.context() as patch:
-        interrupt_at(patch, 25)
-        with pytest.raises(Interrupt):
-            train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint)
+    data, settings, checkpoint = blobs(), RESUMABLE, tmp_path / "ckpt.pt"
+    interrupted_run(monkeypatch, checkpoint)
     with caplog.at_level("INFO", logger="advbounds.training"):
         metrics = train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint)
     text = caplog.text

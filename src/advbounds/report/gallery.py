@@ -5,10 +5,10 @@ temporary sibling folder and renamed into place, like every other output."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from advbounds.io import atomic_directory
 from advbounds.report.catalog import BY_KEY, find_extra, gallery_chapter
 
 
@@ -22,19 +22,11 @@ def gallery_name(path: str | Path) -> str:
 
 def build_gallery(files: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     written = []
-    try:
+    with atomic_directory(out_dir) as tmp:
         for source in files:
             target = tmp / gallery_name(source)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
             written.append(out_dir / gallery_name(source))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return written

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from advbounds.io import atomic_directory
 from advbounds.report.catalog import EXTRAS, generated_items
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -69,20 +69,12 @@ def publish(run: str | Path, out: str | Path = "docs/results", note: str = "") -
     size = sum((run / f).stat().st_size for f in files)
     if size > MAX_BYTES:
         raise ValueError(f"the snapshot would be {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         for f in files:
             (tmp / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(run / f, tmp / f)
         record = manifest(run, files, note)
         (tmp / MANIFEST).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return record
 
 
