@@ -502,7 +502,11 @@ def test_smoke_report_accounts_for_every_item(smoke) -> None:
     assert "comparing failed" not in page
     assert not re.search(r'(src|href)="(https?:)?//', page) and "<script" not in page
     figures = [item for item in catalog.generated_items() if item.kind == "figure"]
-    assert page.count('src="data:image/png;base64,') == len(figures)
+    # plus one sandwich figure per network in the "Beyond the thesis" section
+    sandwiches = sorted((smoke.path / "results" / "sandwich").glob("*.csv"))
+    assert sandwiches
+    assert page.count('src="data:image/png;base64,') == len(figures) + len(sandwiches)
+    assert page.count('alt="sandwich of ') == len(sandwiches)
     verdicts = pd.read_csv(smoke.path / "results" / "report" / "verdicts.csv")
     assert set(comparisons.COMPARERS) <= set(verdicts["item"])
     assert set(verdicts["verdict"]) <= set(compare.VERDICTS)

@@ -26,8 +26,8 @@ DATASETS = ["iris", "wine", "spambase", "mnist", "cifar10"]
 
 
 def get_final_output():
-    """Every final artifact, what `rule all` asks for: the prepared data sets, each chapter's
-    catalog entries (advbounds.report.catalog, the one list of them) and the report."""
+    """Every final artifact, the default target's input. That is the prepared data sets, each
+    chapter's catalog entries (advbounds.report.catalog, the one list of them) and the report."""
     return [
         *expand("results/data/{dataset}.pt", dataset=DATASETS),
         *chapter_targets(3),
