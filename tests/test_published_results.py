@@ -53,3 +53,12 @@ def test_publish_copies_a_run_and_refuses_an_unfinished_one(tmp_path):
     assert set(record["files"]) == {"figures/report.html", "figures/table_3_1.csv"}
     assert "figures/table_3_1.md" in record["missing"] and record["note"] == "tiny"
     assert (tmp_path / "out" / "figures" / "table_3_1.csv").read_text() == "a\n1\n"
+
+
+def test_the_documented_command_publishes(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "figures").mkdir(parents=True)
+    (run / "figures" / "report.html").write_text("<html></html>")
+    publish.main([str(run), str(tmp_path / "snapshot"), "--note", "no CIFAR-10"])
+    assert "1 files" in capsys.readouterr().out
+    assert json.loads((tmp_path / "snapshot" / publish.MANIFEST).read_text())["note"] == "no CIFAR-10"

@@ -52,6 +52,8 @@ def test_summary_has_medians_ratios_and_counts():
     ratios = frame()["best_attack"] / frame()["attack_fgs"]
     assert row["median best_attack / attack_fgs"] == pytest.approx(ratios.dropna().median())
     assert row["violations bound_corrected <= best_attack"] == 0
+    assert row["median optimality attack_ddn"] == pytest.approx(
+        (frame()["best_attack"] / frame()["attack_ddn"]).dropna().median())
     table = sandwich.summary_table({"a": frame(), "b": frame()})
     assert list(table["experiment"]) == ["a", "b"]
 
@@ -67,7 +69,7 @@ def test_the_figure_draws_one_curve_per_known_quantity():
     fig = sandwich_figure(frame(), "test")
     ax = fig.axes[0]
     labels = [line.get_label() for line in ax.get_lines()]
-    assert {"thesis bound (Alg. 5.1)", "sound bound (corrected rules)", "certified radius (CROWN)",
+    assert {"thesis bound (Alg. 5.1)", "sound bound (corrected rules)", "certified radius (verifier)",
             "best attack", "FGS", "deepfool", "ddn"} <= set(labels)
     assert ax.get_yscale() == "log"
 

@@ -107,6 +107,9 @@ def summary_row(name: str, frame: pd.DataFrame) -> dict[str, object]:
     for lower in ("bound_thesis", "bound_corrected", "radius_certified"):
         if lower in chain and "best_attack" in chain and (lower, "best_attack") not in zip(chain, chain[1:]):
             row[f"median {lower} / best_attack"] = _median(frame[lower] / frame["best_attack"])
+    if "best_attack" in frame:  # AttackBench: how much the ensemble buys over each single attack
+        for column, values in optimality(frame).items():
+            row[f"median optimality {column}"] = _median(values)
     for ineq_name, count in violations(frame).items():
         row[f"violations {ineq_name}"] = count
     return row

@@ -15,7 +15,7 @@ from advbounds.experiments.sandwich import CHAIN, attack_columns  # noqa: E402
 STYLE = {
     "bound_thesis": ("thesis bound (Alg. 5.1)", "tab:gray", "--"),
     "bound_corrected": ("sound bound (corrected rules)", "tab:green", "--"),
-    "radius_certified": ("certified radius (CROWN)", "tab:blue", "--"),
+    "radius_certified": ("certified radius (verifier)", "tab:blue", "--"),
     "exact_min": ("exact minimum", "black", "-"),
     "best_attack": ("best attack", "tab:red", "-"),
     "attack_fgs": ("FGS", "tab:orange", "-"),
@@ -27,7 +27,7 @@ def sandwich_figure(frame: pd.DataFrame, title: str) -> plt.Figure:
     Samples where a quantity is missing (no flip, not certified) leave a gap in its curve."""
     order = frame.sort_values("best_attack", na_position="last").reset_index(drop=True)
     x = np.arange(len(order))
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9.0, 4.2), constrained_layout=True)
     columns = [c for c in CHAIN if c in order] + [c for c in attack_columns(order) if c not in CHAIN]
     for column in columns:
         values = order[column].where(order[column] > 0)
@@ -41,5 +41,6 @@ def sandwich_figure(frame: pd.DataFrame, title: str) -> plt.Figure:
     ax.set_ylabel("L2 norm (input units)")
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="best", ncol=2)
+    # outside the axes: the curves fill the whole height
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
