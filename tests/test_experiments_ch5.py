@@ -381,3 +381,18 @@ def test_figures_draw(trained_lenet, lenet_results):
     assert len(figs[4].axes) == 4  # two heatmaps, two colour bars
     for fig in figs:
         plt.close(fig)
+
+
+def test_tables_5_1_and_5_3_carry_the_scaled_unit_and_the_sound_bounds():
+    bounds = pd.DataFrame({"sample": [0, 1], "bound": [2.56, 5.12], "kappa_scale": [2.56, 5.12],
+                           "kappa_conv1": [0.01, 0.02], "bound_corrected": [10.0, 20.0],
+                           "radius_certified": [1.0, np.nan]})
+    attacks = pd.DataFrame({"sample": [0, 1], "flipped": [True, True], "perturbation_norm": [300.0, 400.0],
+                            "eps": [10.0, 20.0]})
+    row = cnn.table_5_1([{"name": "LeNet-5", "bounds": bounds, "attacks": attacks, "shape": (1, 28, 28)}]).iloc[0]
+    assert row["normalized_theoretical_bound_per_pixel_scaled"] == pytest.approx(0.015 / 784)
+    assert row["normalized_theoretical_bound_per_pixel"] == pytest.approx(3.84 / 784)
+    assert row["mean_corrected_bound"] == 15.0 and row["mean_certified_radius"] == 1.0 and row["n_certified"] == 1
+    no_cert = bounds.assign(radius_certified=np.nan)
+    t3 = cnn.table_5_3([{"name": "LeNet-LRN1", "attacks": attacks, "accuracy": 0.98, "bounds": no_cert}]).iloc[0]
+    assert np.isnan(t3["mean_certified_radius"]) and t3["n_certified"] == 0 and t3["mean_corrected_bound"] == 15.0
