@@ -86,3 +86,13 @@ def test_the_configs_strong_attacks_build_their_settings():
         assert set(config.attacks) == set(section["attacks"])
     with pytest.raises(TypeError):
         StrongAttackConfig.from_config({"samples": {"cpu": 1, "cuda": None}, "attacks": {"ddn": {"stepz": 3}}})
+
+
+def test_first_samples_by_device_type():
+    from advbounds.config import first_samples
+
+    samples = {"cpu": 1000, "cuda": None}
+    assert first_samples(samples, "cpu", 10000) == 1000
+    assert first_samples(samples, "cuda:0", 10000) == 10000
+    assert first_samples(samples, "cpu", 20) == 20
+    assert first_samples({"cpu": 5}, "mps", 100) == 5

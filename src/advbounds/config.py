@@ -97,3 +97,12 @@ def sandwich_models(config: Mapping[str, Any]) -> list[str]:
     ``chapter5.networks`` and ``chapter5.lrn_networks``), once each, in that order."""
     ch5 = config.get("chapter5") or {}
     return list(dict.fromkeys([*ch5.get("networks", []), *ch5.get("lrn_networks", [])]))
+
+
+def first_samples(samples: Mapping[str, int | None], device: Any, available: int) -> int:
+    """How many of the first test samples a per-device setting (``{cpu: 1000, cuda: null}``, as in
+    ``chapter5.strong_attacks.samples`` and ``chapter5.bounds.certify.samples``) asks for on
+    ``device``; ``None`` = all ``available``. A device type without an entry uses the CPU's."""
+    kind = str(getattr(device, "type", device)).split(":")[0]
+    n = samples.get(kind, samples.get("cpu"))
+    return available if n is None else min(int(n), available)

@@ -29,6 +29,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from advbounds.config import first_samples
+
 log = logging.getLogger(__name__)
 
 #: model name (registry builder or config key) -> the thesis's display name
@@ -227,8 +229,7 @@ class CertifyConfig:
                    intermediate=section.get("intermediate", "crown"))
 
     def sample_count(self, device: torch.device | str, available: int) -> int:
-        n = self.samples.get(torch.device(device).type, self.samples.get("cpu"))
-        return available if n is None else min(int(n), available)
+        return first_samples(self.samples, device, available)
 
 
 def certified_radii(model: nn.Module, x: torch.Tensor, config: CertifyConfig, *,

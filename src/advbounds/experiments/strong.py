@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from advbounds.attacks import DDN, FMN, DDNSettings, DeepFool, DeepFoolSettings, FMNSettings, MinimizationAttack
+from advbounds.config import first_samples
 from advbounds.experiments.sandwich import with_best_attack
 
 #: name -> (attack class, its settings class): every strong attack the pipeline can run
@@ -49,9 +50,7 @@ class StrongAttackConfig:
         return cls(samples=dict(section["samples"]), attacks=attacks)
 
     def sample_count(self, device: torch.device | str, available: int) -> int:
-        kind = torch.device(device).type
-        n = self.samples.get(kind, self.samples.get("cpu"))
-        return available if n is None else min(int(n), available)
+        return first_samples(self.samples, device, available)
 
 
 def strong_attack_frame(model: nn.Module, x: torch.Tensor, config: StrongAttackConfig, *,
