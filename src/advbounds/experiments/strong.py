@@ -21,6 +21,7 @@ from torch import nn
 
 from advbounds.attacks import DDN, FMN, DDNSettings, DeepFool, DeepFoolSettings, FMNSettings, MinimizationAttack
 from advbounds.config import first_samples
+from advbounds.experiments.cnn import CERTIFIED_RADIUS, CORRECTED_BOUND
 from advbounds.experiments.sandwich import with_best_attack
 
 #: name -> (attack class, its settings class): every strong attack the pipeline can run
@@ -75,8 +76,9 @@ def cnn_sandwich_frame(bounds: pd.DataFrame, fgs: pd.DataFrame, strong: pd.DataF
     """The sandwich of one CNN on the strongly attacked samples: the thesis bound (``bound``),
     the corrected bound and the certified radius where the bounds frame has them, FGS's
     perturbation norm and every strong attack, plus ``best_attack``."""
-    lower = bounds[["sample", *[c for c in ("bound", "bound_corrected", "radius_certified") if c in bounds]]]
-    lower = lower.rename(columns={"bound": "bound_thesis"})
+    # bounds-frame columns (experiments.cnn) -> sandwich columns (experiments.sandwich)
+    names = {"bound": "bound_thesis", CORRECTED_BOUND: "bound_corrected", CERTIFIED_RADIUS: "radius_certified"}
+    lower = bounds[["sample", *[c for c in names if c in bounds]]].rename(columns=names)
     upper = fgs[["sample", "perturbation_norm"]].rename(columns={"perturbation_norm": "attack_fgs"})
     attacks = strong[["sample", *[c for c in strong.columns if c.startswith("attack_")]]]
     frame = attacks.merge(lower, on="sample", how="left").merge(upper, on="sample", how="left")
