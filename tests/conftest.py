@@ -40,3 +40,28 @@ def _back_to_one_torch_thread(one_torch_thread):
     """A test that calls ``run_job`` in-process sets the job's thread count; undo it afterwards."""
     yield
     torch.set_num_threads(1)
+
+
+#: The test files that take longest, in the order CI's pytest-xdist workers should start them (the
+#: README's test command runs ``-n auto`` with ``--dist loadfile --no-loadscope-reorder``, see
+#: pyproject.toml): longest first, so that the last file to start is a short one and the two workers
+#: finish together. Only a schedule; every file also runs alone, in any order.
+LONGEST_FIRST = (
+    "test_slurm.py",              # starts SLURM twice and runs smoke jobs through it
+    "test_incremental.py",        # the shared smoke DAG, then many dry runs and reruns
+    "test_determinism.py",        # a second, independent smoke run of the tables
+    "test_robustness.py",
+    "test_documented_commands.py",
+    "test_workflow_contract.py",
+    "test_workflow.py",
+    "test_workflow_ch5.py",
+    "test_workflow_ch34.py",
+    "test_workflow_sandwich.py",
+    "test_report.py",
+    "test_notebooks.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: files stay whole

@@ -1,8 +1,9 @@
 """Shared machinery of the workflow tests (incremental, determinism, robustness, notebooks).
 
 The smoke config runs in private copies of the repository (never in the checkout itself, so a test
-run never touches a developer's results). :func:`smoke_run` runs the whole smoke DAG once per pytest
-process and every test module shares it; tests that modify a tree work on :func:`clone` copies of it.
+run never touches a developer's results). :func:`smoke_run` runs the whole smoke DAG once per test
+session (once for all pytest-xdist workers) and every test module shares it; tests that modify a
+tree work on :func:`clone` copies of it.
 
 ``snakemake -n`` output is parsed into :class:`PlannedJob` records (rule, wildcards, outputs, reason),
 and :func:`provenance_graph` reads the provenance records jobs.py wrote during the run: who produced
@@ -12,6 +13,7 @@ jobs a change must rerun, and compare the prediction with Snakemake's dry-run pl
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -48,9 +50,13 @@ def run_snakemake(workdir: Path, *args: str, cores: int = 2, configfile: str | N
     proc = subprocess.run(snakemake_cmd(*args, cores=cores, configfile=configfile), cwd=workdir,
                           capture_output=True, text=True, timeout=timeout, env={**_env(), **(env or {})})
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed in {workdir} (exit {proc.returncode}):\n"
-                             + _tail(proc.stdout + "\n" + proc.stderr) + _failed_logs(workdir))
+        raise AssertionError(_failure(workdir, args, proc))
     return proc
+
+
+def _failure(workdir: Path, args: Sequence[str], proc: subprocess.CompletedProcess) -> str:
+    return (f"snakemake {' '.join(args)} failed in {workdir} (exit {proc.returncode}):\n"
+            + _tail(proc.stdout + "\n" + proc.stderr) + _failed_logs(workdir))
 
 
 def _env() -> dict[str, str]:
@@ -120,9 +126,9 @@ _CACHE: dict[str, SmokeRun] = {}
 
 
 def smoke_run(tmp_path_factory: Any, name: str = "smoke", targets: Sequence[str] = ()) -> SmokeRun:
-    """The smoke DAG (all of it, or what ``targets`` need), run once per pytest process per
-    ``name``: ``smoke`` is the complete run every workflow test shares; the determinism test asks
-    for a second, independent run of the tables."""
+    """The smoke DAG (all of it, or what ``targets`` need), run once per test session per ``name``:
+    ``smoke`` is the complete run every workflow test shares; the determinism test asks for a
+    second, independent run of the tables."""
     if name not in _CACHE and name == "smoke" and os.environ.get("ADVBOUNDS_SMOKE_TREE"):
         # development shortcut: reuse a completed smoke run (e.g. a previous test session's tree);
         # tests never modify it (the ones that change files work on clones)
@@ -130,11 +136,36 @@ def smoke_run(tmp_path_factory: Any, name: str = "smoke", targets: Sequence[str]
         assert (tree / "figures" / "report.html").exists(), f"{tree} holds no completed smoke run"
         _CACHE[name] = SmokeRun(tree, 0.0, "")
     if name not in _CACHE:
-        tree = copy_repo(tmp_path_factory.mktemp(name))
-        started = time.perf_counter()
-        proc = run_snakemake(tree, *(["--", *targets] if targets else []))
-        _CACHE[name] = SmokeRun(tree, time.perf_counter() - started, proc.stdout + proc.stderr)
+        _CACHE[name] = _run_once_per_session(tmp_path_factory, name, targets)
     return _CACHE[name]
+
+
+def _run_once_per_session(tmp_path_factory: Any, name: str, targets: Sequence[str]) -> SmokeRun:
+    """Run the smoke DAG into ``<session temp root>/<name>``, once for all pytest-xdist workers.
+
+    Under xdist every worker is its own process with its own temp folder, all inside one session
+    folder; the first worker to ask runs the DAG while holding a lock there, and the others wait
+    for it and read its record, instead of running the same DAG twice on CI's two cores.
+    A failed run is recorded too, so that every test that needs it fails with the same message.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session folder that every worker's temp folder lies in
+    tree, record = root / f"shared-{name}", root / f"shared-{name}.json"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not record.exists():
+            copy_repo(tree)
+            args = ["--", *targets] if targets else []
+            started = time.perf_counter()
+            proc = run_snakemake(tree, *args, check=False)
+            record.write_text(json.dumps({
+                "seconds": time.perf_counter() - started, "output": proc.stdout + proc.stderr,
+                "failure": _failure(tree, args, proc) if proc.returncode else None}))
+    run = json.loads(record.read_text())
+    if run["failure"]:
+        raise AssertionError(run["failure"])
+    return SmokeRun(tree, run["seconds"], run["output"])
 
 
 # ------------------------------------------------------------------------------------------------
