@@ -249,6 +249,10 @@ def subset_run(slurm_gpu_cluster, fault_run, tmp_path_factory) -> SubsetRun:
     slurm_ids = dict(SUBMITTED.findall(log))
     # finished jobs stay in slurmctld for MinJobAge (5 min): read what SLURM was asked for
     show = {jobid: slurm_gpu_cluster.show_job(jobid) for jobid in slurm_ids.values()}
+    # the evidence a reader of the test log (pytest -s) looks for: the node, and one SLURM job per job
+    print("\n" + slurm_gpu_cluster.run("sinfo").stdout
+          + "".join(f"SLURM job {sid}: {show[sid].get('Comment', '?')} {show[sid].get('JobState', '?')}\n"
+                    for sid in slurm_ids.values()))
     return SubsetRun(tree, log, seconds, slurm_ids, sources, jobs_of(log), show)
 
 
