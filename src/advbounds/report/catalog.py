@@ -11,12 +11,33 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: the formats every table and every figure is written in (``advbounds.artifacts`` writes them)
 TABLE_SUFFIXES = ("csv", "md", "tex")
 FIGURE_SUFFIXES = ("pdf", "png")
+SUFFIXES = {"table": TABLE_SUFFIXES, "figure": FIGURE_SUFFIXES}
+#: the one file of a table or figure that the report page and Snakemake's report show
+SHOWN_SUFFIX = {"figure": "png", "table": "csv"}
+FIGURES_DIR = "figures"
+
+
+def artifact_paths(stem: str, kind: str) -> tuple[str, ...]:
+    """The files a table or figure named ``stem`` is written as: ``figures/<stem>.<suffix>``."""
+    return tuple(f"{FIGURES_DIR}/{stem}.{suffix}" for suffix in SUFFIXES[kind])
+
+
+class _Staged:
+    """A catalog entry built by the rules of ``built_by`` when set, else of its own ``chapter``."""
+
+    chapter: int
+    built_by: int | None
+
+    @property
+    def stage(self) -> int:
+        return self.built_by or self.chapter
 
 
 @dataclass(frozen=True)
-class ThesisItem:
+class ThesisItem(_Staged):
     label: str  # as printed in the thesis: "Table 3.1"
     key: str  # artifact stem and paper_values.yaml key: "table_3_1"
     kind: str  # "table" | "figure" | "text" (numbers stated in the running text)
@@ -40,16 +61,11 @@ class ThesisItem:
     built_by: int | None = None
 
     @property
-    def stage(self) -> int:
-        return self.built_by or self.chapter
-
-    @property
     def files(self) -> tuple[str, ...]:
         """The artifacts the pipeline writes for this item (none for text items / literature)."""
         if not self.generated or self.kind == "text":
             return ()
-        suffixes = TABLE_SUFFIXES if self.kind == "table" else FIGURE_SUFFIXES
-        return tuple(f"figures/{self.key}.{suffix}" for suffix in suffixes) + self.data_files
+        return artifact_paths(self.key, self.kind) + self.data_files
 
     @property
     def target(self) -> str | None:
@@ -60,7 +76,7 @@ class ThesisItem:
 
     @property
     def image(self) -> str | None:
-        return f"figures/{self.key}.png" if self.generated and self.kind == "figure" else None
+        return shown_file(self.key) if self.generated and self.kind == "figure" else None
 
     @property
     def anchor(self) -> str:
@@ -174,7 +190,7 @@ CATALOG: tuple[ThesisItem, ...] = (
 )
 
 @dataclass(frozen=True)
-class ExtraArtifact:
+class ExtraArtifact(_Staged):
     """An artifact the pipeline adds beside the thesis's items. One whose key extends an item's key
     (``figure_2_5_lenet5``) is a variant of that item, listed in its README row."""
 
@@ -189,13 +205,8 @@ class ExtraArtifact:
     example: str | None = None
 
     @property
-    def stage(self) -> int:
-        return self.built_by or self.chapter
-
-    @property
     def files(self) -> tuple[str, ...]:
-        suffixes = TABLE_SUFFIXES if self.kind == "table" else FIGURE_SUFFIXES
-        return tuple(f"figures/{self.example or self.key}.{suffix}" for suffix in suffixes)
+        return artifact_paths(self.example or self.key, self.kind)
 
     def matches(self, key: str) -> bool:
         """``key`` is this artifact, or a member of its family (``sandwich_{model}``)."""
@@ -239,18 +250,27 @@ def generated_items() -> list[ThesisItem]:
     return [item for item in CATALOG if item.files]
 
 
-def artifact_files(key: str) -> list[str]:
-    """The files one rule writes for catalog entry ``key`` (a thesis item or an extra artifact; the
-    data files beside a figure are separate outputs, ``data_files``). A key that extends an item's
-    key (``figure_2_5_<model>``), or holds a Snakemake wildcard (``figure_{label}``), is a figure or
-    table by its prefix."""
+def _kind(key: str) -> str:
+    """``table`` or ``figure``: the kind of catalog entry ``key`` (a thesis item or an extra
+    artifact). A key that extends an item's key (``figure_2_5_<model>``), or holds a Snakemake
+    wildcard (``figure_{label}``), is a figure or table by its prefix."""
     entry = BY_KEY.get(key) or find_extra(key)
-    kind = entry.kind if entry is not None else next(
-        (k for k in ("figure", "table") if key.startswith(k + "_")), None)
-    if kind not in ("figure", "table") or (isinstance(entry, ThesisItem) and not entry.files):
+    kind = entry.kind if entry is not None else next((k for k in SUFFIXES if key.startswith(k + "_")), None)
+    if kind not in SUFFIXES or (isinstance(entry, ThesisItem) and not entry.files):
         raise KeyError(f"{key!r} is no figure or table the pipeline writes")
-    suffixes = TABLE_SUFFIXES if kind == "table" else FIGURE_SUFFIXES
-    return [f"figures/{key}.{suffix}" for suffix in suffixes]
+    return kind
+
+
+def artifact_files(key: str) -> list[str]:
+    """The files one rule writes for catalog entry ``key`` (see :func:`_kind`; the data files beside
+    a figure are separate outputs, ``data_files``)."""
+    return list(artifact_paths(key, _kind(key)))
+
+
+def shown_file(key: str) -> str:
+    """The one file of table or figure ``key`` that the report reads and shows: a table's CSV, a
+    figure's PNG (``figures/table_5_2.csv``, ``figures/sandwich_lenet5.png``)."""
+    return f"{FIGURES_DIR}/{key}.{SHOWN_SUFFIX[_kind(key)]}"
 
 
 def stage_targets(stage: int, variants: Iterable[str] = ()) -> list[str]:
@@ -322,22 +342,18 @@ def source_files(config: Mapping[str, Any]) -> list[str]:
 
 
 def _gallery_file(path: str) -> str | None:
-    """The key of ``path`` when Snakemake's own report shows it: a figure's PNG or a table's CSV,
-    of a thesis item or of an extra artifact."""
-    stem, _, suffix = path.removeprefix("figures/").rpartition(".")
+    """The key of ``path`` when Snakemake's own report shows it: a figure's PNG or a table's CSV
+    (:data:`SHOWN_SUFFIX`), of a thesis item or of an extra artifact."""
+    stem, _, suffix = path.removeprefix(f"{FIGURES_DIR}/").rpartition(".")
     item = BY_KEY.get(stem)
-    if item is not None and item.generated and item.kind in ("figure", "table"):
-        return stem if (item.kind, suffix) in (("figure", "png"), ("table", "csv")) else None
-    extra = find_extra(stem)
-    if extra is not None and (extra.kind, suffix) in (("figure", "png"), ("table", "csv")):
-        return stem
-    return None
+    entry = item if item is not None and item.generated else (find_extra(stem) if item is None else None)
+    return stem if entry is not None and SHOWN_SUFFIX.get(entry.kind) == suffix else None
 
 
 def gallery_sources(targets: Iterable[str]) -> list[str]:
     """The PNG of every figure and the CSV of every table among ``targets``, thesis items and
     extra artifacts alike (Snakemake's own ``--report`` shows them)."""
-    return [path for path in dict.fromkeys(targets) if path.startswith("figures/") and _gallery_file(path)]
+    return [path for path in dict.fromkeys(targets) if path.startswith(f"{FIGURES_DIR}/") and _gallery_file(path)]
 
 
 def gallery_chapter(key: str) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from advbounds.report.catalog import BY_KEY, CATALOG
+from advbounds.report.catalog import BY_KEY, CATALOG, shown_file
 
 ENV_VAR = "ADVBOUNDS_RESULTS"
 
@@ -46,14 +46,14 @@ def require(root: Path, relative: str) -> Path:
 
 def table(root: Path, key: str) -> pd.DataFrame:
     """A thesis table as the pipeline wrote it (``table_5_2`` -> figures/table_5_2.csv)."""
-    return pd.read_csv(require(root, f"figures/{key}.csv"))
+    return pd.read_csv(require(root, shown_file(key)))
 
 
 def figure(root: Path, key: str, width: int | None = 720):
     """A thesis figure (its PNG) for display in a notebook."""
     from IPython.display import Image
 
-    return Image(filename=str(require(root, f"figures/{key}.png")), width=width)
+    return Image(filename=str(require(root, shown_file(key))), width=width)
 
 
 def read_csvs(root: Path, pattern: str, label: str | None = None) -> pd.DataFrame:
