@@ -1,4 +1,4 @@
-"""Render a :class:`~advbounds.report.build.ReportModel` as one self-contained HTML page.
+"""Render a :class:`~advbounds.report.model.ReportModel` as one self-contained HTML page.
 
 No external resources: the stylesheet is inline, images are base64 PNGs, collapsible parts use the
 native ``<details>`` element (no JavaScript). The page reads top-down: run summary and loud banners,
@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from advbounds.report.build import Artifact, ItemReport, ReportModel
+from advbounds.report.model import Artifact, ItemReport, ReportModel
 from advbounds.report.compare import DIFFERS, MISSING, NOT_COMPARED, REPRODUCED, SAME_ORDER, VERDICTS
 
 CSS = """
