@@ -203,6 +203,8 @@ class ExtraArtifact(_Staged):
     built_by: int | None = None
     #: for a family of files, one per model (``sandwich_{model}``): the file the README names
     example: str | None = None
+    #: for a table of the report's verdicts: the thesis items whose verdicts it gathers, in order
+    compares: tuple[str, ...] = ()
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -222,7 +224,8 @@ EXTRAS: tuple[ExtraArtifact, ...] = (
                   "on the second network (not in the thesis)", "the same for LeNet-5", built_by=5),
     ExtraArtifact("comparison_chapters34", "table", 4, "Chapters 3-4",
                   "Our numbers of Tables 3.1, 4.2 and 4.3 beside the published ones, with the report's verdicts",
-                  "our numbers beside the published ones"),
+                  "our numbers beside the published ones",
+                  compares=("table_3_1", "table_4_2", "table_4_3", "section_4_3_2")),
     ExtraArtifact("sandwich_{model}", "figure", 5, "Sandwich (per model)",
                   "Per test sample, sorted by the best attack: the thesis bound, the sound corrected bound, the "
                   "certified radius, every minimal-L2 attack and FGS (beyond the thesis)",
@@ -271,6 +274,12 @@ def shown_file(key: str) -> str:
     """The one file of table or figure ``key`` that the report reads and shows: a table's CSV, a
     figure's PNG (``figures/table_5_2.csv``, ``figures/sandwich_lenet5.png``)."""
     return f"{FIGURES_DIR}/{key}.{SHOWN_SUFFIX[_kind(key)]}"
+
+
+def compared_files(key: str) -> list[str]:
+    """The tables a verdict table (an extra artifact with ``compares``) reads: each compared item's
+    CSV, which its comparer in :mod:`.comparisons` reads too."""
+    return [shown_file(item) for item in EXTRA_BY_KEY[key].compares]
 
 
 def stage_targets(stage: int, variants: Iterable[str] = ()) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from advbounds.report.catalog import BY_KEY, shown_file
 from advbounds.report.compare import (
     MISSING,
     NOT_COMPARED,
@@ -100,16 +101,26 @@ TABLE_SPECS: dict[str, TableSpec] = {
 }
 
 
-def compare_published_table(item: str, ctx: Context) -> list[Comparison]:
+def compare_published_table(item: str, ctx: Context, variant: str = "") -> list[Comparison]:
+    """The published table ``item`` against ours (``figures/<item>.csv``), with :data:`TABLE_SPECS`.
+
+    ``variant``: judge instead the columns of a variant of our experiment, which our table names
+    ``"<variant> <column>"`` (``Ref mean``: the same search with the reference M); none when our
+    table has no such column."""
     spec = TABLE_SPECS[item]
     published = ctx.paper.get(spec.published_key or item)
     if not published or "rows" not in published:
         return [_not_compared(item, "table", None, None, "paper_values.yaml has no rows for this table", ctx)]
     tol = ctx.tol(spec.tolerance)
-    relative = f"figures/{item}.csv"
+    relative = shown_file(item)
     ours = ctx.table(relative)
     if ours is None:
         return [_missing(item, "table", None, f"{relative} was not produced", ctx, tol.describe())]
+    if variant:
+        renamed = {c: c.removeprefix(f"{variant} ") for c in ours.columns if c.startswith(f"{variant} ")}
+        if not renamed:
+            return []
+        ours = ours.drop(columns=[c for c in renamed.values() if c in ours.columns]).rename(columns=renamed)
     return compare_table(item, published, ours.to_dict("records"), tol, key=spec.key,
                          result_columns=spec.result_columns, setup_columns=spec.setup_columns,
                          aliases=spec.aliases, row_aliases=spec.row_aliases, reasons=ctx.known(item))
@@ -120,9 +131,9 @@ def compare_table_4_1(ctx: Context) -> list[Comparison]:
     item = "table_4_1"
     published = ctx.paper.get(item, {})
     tol = ctx.tol("exact")
-    ours = ctx.table(f"figures/{item}.csv")
+    ours = ctx.table(shown_file(item))
     if ours is None:
-        return [_missing(item, "table", None, f"figures/{item}.csv was not produced", ctx, tol.describe())]
+        return [_missing(item, "table", None, f"{shown_file(item)} was not produced", ctx, tol.describe())]
     records = {normalize_name(r.get("activation", r.get(ours.columns[0]))): {normalize_name(k): v for k, v in r.items()}
                for r in ours.to_dict("records")}
     out = []
@@ -259,7 +270,8 @@ def compare_table_5_2_extra(ctx: Context) -> list[Comparison]:
     item = "table_5_2"
     tol = ctx.tol("statistical")
     published = ctx.paper.get("table_5_2", {}).get("smallest_perturbation_l2_norm", {})
-    ours = ctx.table("figures/table_5_2.csv")
+    relative = shown_file(item)
+    ours = ctx.table(relative)
     out = []
     for dataset, network in (("mnist", "LeNet-5"), ("cifar10", "CIFAR-NIN")):
         quantity = f"{network} / smallest perturbation L2 norm"
@@ -267,11 +279,11 @@ def compare_table_5_2_extra(ctx: Context) -> list[Comparison]:
             continue
         if ours is None or "min_perturbation_norm" not in ours.columns:
             out.append(_missing(item, quantity, published[dataset],
-                                "figures/table_5_2.csv has no min_perturbation_norm column", ctx, tol.describe()))
+                                f"{relative} has no min_perturbation_norm column", ctx, tol.describe()))
             continue
         rows = ours[ours["network"].map(normalize_name) == normalize_name(network)]
         if rows.empty:
-            out.append(_missing(item, quantity, published[dataset], f"figures/table_5_2.csv has no row {network}",
+            out.append(_missing(item, quantity, published[dataset], f"{relative} has no row {network}",
                                 ctx, tol.describe()))
             continue
         out.append(compare_value(item, quantity, rows["min_perturbation_norm"].iloc[0], published[dataset], tol,
@@ -311,19 +323,20 @@ def compare_figure_parameters(item: str, ctx: Context, names: Sequence[str]) -> 
     (read from the provenance record), against the thesis's."""
     published = ctx.paper.get(item, {})
     tol = ctx.tol("exact")
-    settings = _provenance_settings(ctx, f"figures/{item}.png")
+    image = shown_file(item)
+    settings = _provenance_settings(ctx, image)
     out = []
     for name in names:
         if name not in published:
             continue
         if settings is None:
             out.append(_missing(item, f"parameter {name}", published[name],
-                                f"results/provenance/figures/{item}.png.json was not written", ctx, tol.describe()))
+                                f"results/provenance/{image}.json was not written", ctx, tol.describe()))
             continue
         value = _find_setting(settings, name)
         if value is None:
             out.append(_missing(item, f"parameter {name}", published[name],
-                                f"the job that drew figures/{item}.png received no setting {name!r}", ctx,
+                                f"the job that drew {image} received no setting {name!r}", ctx,
                                 tol.describe()))
             continue
         out.append(compare_value(item, f"parameter {name}", value, published[name], tol, reasons=ctx.known(item)))
@@ -363,7 +376,7 @@ def compare_figure_curve_values(item: str, ctx: Context, data_file: str, x_colum
 def compare_figure_5_12(ctx: Context) -> list[Comparison]:
     item = "figure_5_12"
     points = ctx.paper.get(item, {}).get("values", {})
-    data = "figures/figure_5_12.csv"
+    data = BY_KEY[item].data_files[0]
     out = compare_figure_parameters(item, ctx, ("epsilon",))
     out += compare_figure_curve_values(item, ctx, data, "n", "analytic_gain", points, "exact", "(1 - epsilon)^-n")
     out += compare_figure_curve_values(
@@ -381,7 +394,7 @@ def compare_figure_4_3(ctx: Context) -> list[Comparison]:
     item = "figure_4_3"
     published = ctx.paper.get(item, {}).get("spambase_min_accuracy_about")
     tol = ctx.tol("approximate")
-    data_file = "figures/figure_4_3.csv"
+    data_file = BY_KEY[item].data_files[0]
     data = ctx.table(data_file)
     quantity = "Spambase lowest accuracy over the regularization sweep (thesis: about)"
     if data is None:
