@@ -733,3 +733,62 @@ def test_verdict_table_holds_the_reports_verdicts(tmp_path: Path) -> None:
     assert dict(zip(zip(table["Item"], table["Quantity"]), table["Verdict"])) == report
     assert catalog.compared_files("comparison_chapters34") == [
         "figures/table_3_1.csv", "figures/table_4_2.csv", "figures/table_4_3.csv", "figures/section_4_3_2.csv"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 5.1: like with like, and the unit said
+# ------------------------------------------------------------------------------------------------
+
+
+def _table_5_1_root(tmp_path: Path) -> Path:
+    """Our Table 5.1 whose pixel-unit theoretical column holds the published number and whose
+    scaled-unit column holds 1/256 of it: only a comparer of the scaled column finds them apart."""
+    figures = tmp_path / "figures"
+    figures.mkdir(exist_ok=True)
+    paper = sources.load_paper_values(PAPER)["table_5_1"]
+    rows = []
+    for values in paper["rows"]:
+        published = dict(zip(paper["columns"], values))
+        rows.append({"network": published["network"], "input": "1x28x28",
+                     "normalized_theoretical_bound_per_pixel": published["normalized_theoretical_bound"],
+                     "normalized_empirical_bound_per_pixel": published["normalized_empirical_bound"],
+                     "normalized_theoretical_bound_per_input": 1.0, "normalized_empirical_bound_per_input": 1.0,
+                     "rate": published["rate"],
+                     "normalized_theoretical_bound_per_pixel_scaled": published["normalized_theoretical_bound"] / 256})
+    pd.DataFrame(rows).to_csv(figures / "table_5_1.csv", index=False)
+    return tmp_path
+
+
+def test_table_5_1_compares_the_theoretical_bound_in_scaled_units_and_says_so(tmp_path: Path) -> None:
+    root = _table_5_1_root(tmp_path)
+    by = {c.quantity: c for c in comparisons.compare_item("table_5_1", _ctx(root))}
+    published = sources.load_paper_values(PAPER)["table_5_1"]["rows"][0][1]
+    theoretical = by["LeNet-5 / normalized_theoretical_bound"]
+    # read from the scaled column (1/256 of the published number: 2.4 orders apart), not the pixel one
+    assert theoretical.reproduced == pytest.approx(published / 256)
+    assert theoretical.verdict == DIFFERS
+    assert any("scaled input units" in r and "`normalized_theoretical_bound_per_pixel_scaled`" in r
+               for r in theoretical.reasons)
+    empirical = by["LeNet-5 / normalized_empirical_bound"]
+    assert empirical.verdict == REPRODUCED
+    assert any("pixel units" in r and "`normalized_empirical_bound_per_pixel`" in r for r in empirical.reasons)
+    # the rate is a fraction: no unit to say; the verdict's own explanation stays first
+    assert not any(r.startswith("compared in") for r in by["LeNet-5 / rate"].reasons)
+    assert theoretical.reasons[0].endswith("orders of magnitude apart")
+    # without the scaled column the cell is missing, and the note names the column it needs
+    frame = pd.read_csv(root / "figures/table_5_1.csv").drop(columns="normalized_theoretical_bound_per_pixel_scaled")
+    frame.to_csv(root / "figures/table_5_1.csv", index=False)
+    lacking = {c.quantity: c for c in comparisons.compare_item("table_5_1", _ctx(root))}
+    assert lacking["LeNet-5 / normalized_theoretical_bound"].verdict == MISSING
+    assert any("normalized_theoretical_bound_per_pixel_scaled" in r
+               for r in lacking["LeNet-5 / normalized_theoretical_bound"].reasons)
+
+
+def test_the_report_page_says_the_unit_of_table_5_1(tmp_path: Path) -> None:
+    root = _table_5_1_root(tmp_path)
+    model = build.build_model(root, paper_values_path=PAPER, findings_path=None, settings=SETTINGS,
+                              items=[catalog.BY_KEY["table_5_1"]])
+    page = render_html(model)
+    assert "compared in the network&#x27;s scaled input units (pixel value x 1/256), per pixel" in page
+    assert "<code>normalized_theoretical_bound_per_pixel_scaled</code>" in page
+    assert "compared in pixel units ([0, 255]), per pixel" in page

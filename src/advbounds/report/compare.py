@@ -241,7 +241,7 @@ def compare_table(item: str, published: Mapping[str, Any], rows: Sequence[Mappin
                   tol: Tolerance, *, key: str, result_columns: Sequence[str],
                   setup_columns: Sequence[str] = (), aliases: Mapping[str, str] | None = None,
                   row_aliases: Mapping[str, str] | None = None,
-                  reasons: Iterable[str] = ()) -> list[Comparison]:
+                  reasons: Iterable[str] = (), column_notes: Mapping[str, str] | None = None) -> list[Comparison]:
     """Compare a published table (``{"columns": [...], "rows": [[...], ...]}``) with ours.
 
     ``rows`` are our table's records (e.g. ``DataFrame.to_dict("records")``). Rows are matched on the
@@ -249,7 +249,8 @@ def compare_table(item: str, published: Mapping[str, Any], rows: Sequence[Mappin
     ``"no"`` meets ``1`` as a string). Result columns get a verdict with ``tol``; setup columns (the
     experiment's parameters) are compared exactly and a mismatch becomes a reason on that row's
     verdicts, because a different setup explains a different result. A published row we lack, or a
-    column we lack, is ``missing``.
+    column we lack, is ``missing``. ``column_notes`` (published column -> text, e.g. the unit it is
+    compared in) adds a reason to every verdict of that column.
     """
     aliases = {normalize_name(k): normalize_name(v) for k, v in (aliases or {}).items()}
     row_aliases = {normalize_name(k): normalize_name(v) for k, v in (row_aliases or {}).items()}
@@ -270,6 +271,7 @@ def compare_table(item: str, published: Mapping[str, Any], rows: Sequence[Mappin
             ours_by_key[row_key(normalized[key_n])] = normalized
 
     base_reasons = list(reasons)
+    notes = {normalize_name(k): v for k, v in (column_notes or {}).items()}
     out: list[Comparison] = []
     for published_row in published["rows"]:
         pub = dict(zip(columns, published_row))
@@ -288,12 +290,14 @@ def compare_table(item: str, published: Mapping[str, Any], rows: Sequence[Mappin
                                       tolerance=tol.describe(),
                                       reasons=[f"our table has no row {label!r}", *base_reasons]))
                 continue
+            note = [notes[column]] if column in notes else []
             if column not in ours:
                 out.append(Comparison(item, quantity, pub.get(column), None, MISSING,
                                       tolerance=tol.describe(),
-                                      reasons=[f"our table has no column {column!r}", *base_reasons]))
+                                      reasons=[f"our table has no column {column!r}", *note, *base_reasons]))
                 continue
-            out.append(compare_value(item, quantity, ours[column], pub.get(column), tol, reasons=row_reasons))
+            out.append(compare_value(item, quantity, ours[column], pub.get(column), tol,
+                                     reasons=[*note, *row_reasons]))
     return out
 
 
