@@ -48,7 +48,8 @@ class ThesisItem(_Staged):
     why_not_generated: str = ""
     #: thesis results the item rests on; a finding that names one of them concerns this item
     topics: tuple[str, ...] = ()
-    #: per-sample / intermediate files behind the item (for notebooks and the text items)
+    #: per-model files behind the item besides the figures (``results/<what>/<model>.<ext>``): the
+    #: report reads them for the models the config trains (:func:`source_files`)
     sources: tuple[str, ...] = ()
     #: paper_values.yaml keys whose numbers this item is compared with (default: its own key)
     published_keys: tuple[str, ...] = field(default=())
@@ -160,7 +161,9 @@ CATALOG: tuple[ThesisItem, ...] = (
                summary="normalized theoretical and empirical bounds, FGS rate (both normalizations)"),
     ThesisItem("Section 5.3.1", "section_5_3_1", "text", 5, "5.3.1",
                "LeNet-5 and CIFAR-NIN: accuracy, unflipped samples and adversarial target classes",
-               topics=("LeNet-5", "CIFAR-NIN"), published_keys=("section_5_3_1", "lenet5")),
+               topics=("LeNet-5", "CIFAR-NIN"), published_keys=("section_5_3_1", "lenet5"),
+               sources=("results/attacks/lenet5.csv", "results/attacks/cifar_nin.csv",
+                        "results/models/lenet5.metrics.json", "results/models/cifar_nin.metrics.json")),
     ThesisItem("Figure 5.8", "figure_5_8", "figure", 5, "5.3.1", "Selection of adversarial examples for LeNet-5",
                summary="LeNet-5 adversarial examples"),
     ThesisItem("Figure 5.9", "figure_5_9", "figure", 5, "5.3.1", "Selection of adversarial examples for CIFAR-NIN",
@@ -329,10 +332,6 @@ def readme_table() -> str:
     return "\n".join(lines)
 
 
-#: models whose per-sample attacks and metrics the report reads directly (Section 5.3.1's numbers)
-SOURCE_MODELS = ("lenet5", "cifar_nin")
-
-
 def report_inputs(targets: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
     """The report's artifact inputs: every final target of the run, once, minus ``exclude``."""
     skip = set(exclude)
@@ -340,14 +339,14 @@ def report_inputs(targets: Iterable[str], exclude: Iterable[str] = ()) -> list[s
 
 
 def source_files(config: Mapping[str, Any]) -> list[str]:
-    """Per-model files the report reads besides the figures, for the models the config trains."""
+    """Per-model files the report reads besides the figures: the items' ``sources`` of the models
+    the config trains, and the per-sample sandwich of every network ("Beyond the thesis")."""
     from advbounds.config import sandwich_models
 
     trained = (config.get("chapter5") or {}).get("models", {})
-    models = [m for m in SOURCE_MODELS if m in trained]
-    # the per-sample sandwich of every network, for the "Beyond the thesis" section
-    return [f"results/attacks/{m}.csv" for m in models] + [f"results/models/{m}.metrics.json" for m in models] + \
-        [f"results/sandwich/{m}.csv" for m in sandwich_models(config)]
+    files = [path for item in CATALOG for path in item.sources
+             if path.rpartition("/")[2].split(".", 1)[0] in trained]
+    return files + [f"results/sandwich/{m}.csv" for m in sandwich_models(config)]
 
 
 def _gallery_file(path: str) -> str | None:
