@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from advbounds.io import atomic_path, write_frame, write_text
-from advbounds.report.catalog import FIGURE_SUFFIXES, TABLE_SUFFIXES
+from advbounds.layout import FIGURE_SUFFIXES, TABLE_SUFFIXES
 
 
 def write_table(frame: pd.DataFrame, paths: Iterable[str | os.PathLike], caption: str = "",

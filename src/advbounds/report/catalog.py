@@ -11,13 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: the formats every table and every figure is written in (``advbounds.artifacts`` writes them)
-TABLE_SUFFIXES = ("csv", "md", "tex")
-FIGURE_SUFFIXES = ("pdf", "png")
+from advbounds.layout import FIGURE_SUFFIXES, FIGURES_DIR, TABLE_SUFFIXES
+
 SUFFIXES = {"table": TABLE_SUFFIXES, "figure": FIGURE_SUFFIXES}
 #: the one file of a table or figure that the report page and Snakemake's report show
 SHOWN_SUFFIX = {"figure": "png", "table": "csv"}
-FIGURES_DIR = "figures"
 
 
 def artifact_paths(stem: str, kind: str) -> tuple[str, ...]:
