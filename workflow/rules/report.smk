@@ -12,9 +12,9 @@
 
 from pathlib import Path
 
-from advbounds.report.catalog import SHOWN_SUFFIX, gallery_captions, gallery_sources, report_inputs, source_files
+from advbounds.report.catalog import (REPORT_VERDICTS, SHOWN_SUFFIX, gallery_captions, gallery_sources,
+                                     report_inputs, source_files)
 
-REPORT_VERDICTS = "results/report/verdicts.csv"
 REPORT_OWN = {REPORT_HTML, REPORT_VERDICTS, REPORT_GALLERY}
 # the bounds engineer's findings: cited by the verdicts when present (read at parse time, so adding
 # the file later reruns the report through the input trigger)

@@ -243,7 +243,10 @@ EXTRA_BY_KEY = {extra.key: extra for extra in EXTRAS}
 def find_extra(key: str) -> ExtraArtifact | None:
     """The extra artifact ``key`` is, or belongs to the family of."""
     return EXTRA_BY_KEY.get(key) or next((e for e in EXTRAS if e.matches(key)), None)
-REPORT_ROW = ("Report", "every result beside the published value, with verdicts and provenance", "figures/report.html")
+#: the report page, and every verdict of it as one table (for notebooks and tests)
+REPORT_HTML = f"{FIGURES_DIR}/report.html"
+REPORT_VERDICTS = "results/report/verdicts.csv"
+REPORT_ROW = ("Report", "every result beside the published value, with verdicts and provenance", REPORT_HTML)
 
 BY_KEY = {item.key: item for item in CATALOG}
 BY_LABEL = {item.label: item for item in CATALOG}

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from advbounds.report.catalog import BY_KEY, CATALOG, shown_file
+from advbounds.report.catalog import BY_KEY, CATALOG, REPORT_VERDICTS, shown_file
 
 ENV_VAR = "ADVBOUNDS_RESULTS"
 
@@ -74,7 +74,7 @@ def read_csvs(root: Path, pattern: str, label: str | None = None) -> pd.DataFram
 def verdicts(root: Path, chapter: int | None = None) -> pd.DataFrame:
     """The report's verdict of every published number (results/report/verdicts.csv), with the
     thesis label and chapter of each item; optionally one chapter only."""
-    frame = pd.read_csv(require(root, "results/report/verdicts.csv"))
+    frame = pd.read_csv(require(root, REPORT_VERDICTS))
     frame.insert(0, "label", frame["item"].map(lambda k: BY_KEY[k].label if k in BY_KEY else k))
     frame.insert(1, "chapter", frame["item"].map(lambda k: BY_KEY[k].chapter if k in BY_KEY else None))
     if chapter is not None:

@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from advbounds.report.model import Artifact, ItemReport, ReportModel
+from advbounds.report.catalog import shown_file
 from advbounds.report.compare import DIFFERS, MISSING, NOT_COMPARED, REPRODUCED, SAME_ORDER, VERDICTS
+from advbounds.report.model import Artifact, ItemReport, ReportModel
 
 CSS = """
 :root { --ok:#1b7f3b; --near:#b26b00; --bad:#b3261e; --miss:#6d1b7b; --na:#6b7280; --line:#d9dce1; }
@@ -492,7 +493,7 @@ def _sandwich_section(model: ReportModel) -> str:
         parts.append('<div class="banner error">A sound inequality is violated: '
                      + esc("; ".join(f"{n}: {v}" for n, v in bugs.items())) + "</div>")
     if sw.summary is not None:
-        parts.append("<h3>Summary (figures/sandwich_summary.csv)</h3>" + frame_table(sw.summary))
+        parts.append(f"<h3>Summary ({shown_file('sandwich_summary')})</h3>" + frame_table(sw.summary))
     for name, paragraph in sw.paragraphs.items():
         parts.append(f"<h3>{esc(name)}</h3><p>{esc(paragraph)}</p>")
         if name in sw.images:
