@@ -767,21 +767,19 @@ def test_table_5_1_compares_the_theoretical_bound_in_scaled_units_and_says_so(tm
     # read from the scaled column (1/256 of the published number: 2.4 orders apart), not the pixel one
     assert theoretical.reproduced == pytest.approx(published / 256)
     assert theoretical.verdict == DIFFERS
-    assert any("scaled input units" in r and "`normalized_theoretical_bound_per_pixel_scaled`" in r
-               for r in theoretical.reasons)
+    assert theoretical.unit == ("the network's scaled input units (pixel value x 1/256), per pixel; "
+                                "our column `normalized_theoretical_bound_per_pixel_scaled`")
     empirical = by["LeNet-5 / normalized_empirical_bound"]
     assert empirical.verdict == REPRODUCED
-    assert any("pixel units" in r and "`normalized_empirical_bound_per_pixel`" in r for r in empirical.reasons)
-    # the rate is a fraction: no unit to say; the verdict's own explanation stays first
-    assert not any(r.startswith("compared in") for r in by["LeNet-5 / rate"].reasons)
-    assert theoretical.reasons[0].endswith("orders of magnitude apart")
+    assert empirical.unit == "pixel units ([0, 255]), per pixel; our column `normalized_empirical_bound_per_pixel`"
+    assert by["LeNet-5 / rate"].unit == ""  # a fraction: no unit to say
+    assert theoretical.as_row()["unit"] == theoretical.unit  # results/report/verdicts.csv says it too
     # without the scaled column the cell is missing, and the note names the column it needs
     frame = pd.read_csv(root / "figures/table_5_1.csv").drop(columns="normalized_theoretical_bound_per_pixel_scaled")
     frame.to_csv(root / "figures/table_5_1.csv", index=False)
     lacking = {c.quantity: c for c in comparisons.compare_item("table_5_1", _ctx(root))}
     assert lacking["LeNet-5 / normalized_theoretical_bound"].verdict == MISSING
-    assert any("normalized_theoretical_bound_per_pixel_scaled" in r
-               for r in lacking["LeNet-5 / normalized_theoretical_bound"].reasons)
+    assert "normalized_theoretical_bound_per_pixel_scaled" in lacking["LeNet-5 / normalized_theoretical_bound"].unit
 
 
 def test_the_report_page_says_the_unit_of_table_5_1(tmp_path: Path) -> None:
@@ -789,6 +787,11 @@ def test_the_report_page_says_the_unit_of_table_5_1(tmp_path: Path) -> None:
     model = build.build_model(root, paper_values_path=PAPER, findings_path=None, settings=SETTINGS,
                               items=[catalog.BY_KEY["table_5_1"]])
     page = render_html(model)
-    assert "compared in the network&#x27;s scaled input units (pixel value x 1/256), per pixel" in page
-    assert "<code>normalized_theoretical_bound_per_pixel_scaled</code>" in page
-    assert "compared in pixel units ([0, 255]), per pixel" in page
+    # under the number's name in its row of the comparison table, not only in a note
+    rows = re.findall(r"<tr><td>LeNet-5 / (\w+)(.*?)</td>", page)
+    units = dict(rows)
+    assert units["normalized_theoretical_bound"] == (
+        '<div class="muted">compared in the network&#x27;s scaled input units (pixel value x 1/256), per '
+        "pixel; our column <code>normalized_theoretical_bound_per_pixel_scaled</code></div>")
+    assert "compared in pixel units ([0, 255]), per pixel" in units["normalized_empirical_bound"]
+    assert units["rate"] == ""

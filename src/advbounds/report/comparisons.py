@@ -86,10 +86,9 @@ class TableSpec:
         return next((ours for ours, published in self.aliases.items() if published == published_column),
                     published_column)
 
-    def unit_notes(self) -> dict[str, str]:
-        """published column -> "compared in <unit>: our column <name>", for the columns with a unit."""
-        return {column: f"compared in {unit}: our column `{self.our_column(column)}`"
-                for column, unit in self.units.items()}
+    def compared_units(self) -> dict[str, str]:
+        """published column -> "<unit>; our column `<name>`", for the columns with a unit."""
+        return {column: f"{unit}; our column `{self.our_column(column)}`" for column, unit in self.units.items()}
 
 
 def _table_5_1_spec() -> TableSpec:
@@ -161,7 +160,7 @@ def compare_published_table(item: str, ctx: Context, variant: str = "") -> list[
     return compare_table(item, published, ours.to_dict("records"), tol, key=spec.key,
                          result_columns=spec.result_columns, setup_columns=spec.setup_columns,
                          aliases=spec.aliases, row_aliases=spec.row_aliases, reasons=ctx.known(item),
-                         column_notes=spec.unit_notes())
+                         units=spec.compared_units())
 
 
 def compare_table_4_1(ctx: Context) -> list[Comparison]:

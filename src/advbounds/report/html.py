@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from advbounds.report.catalog import shown_file
-from advbounds.report.compare import DIFFERS, MISSING, NOT_COMPARED, REPRODUCED, SAME_ORDER, VERDICTS
+from advbounds.report.compare import DIFFERS, MISSING, NOT_COMPARED, REPRODUCED, SAME_ORDER, VERDICTS, Comparison
 from advbounds.report.model import Artifact, ItemReport, ReportModel
 
 CSS = """
@@ -243,6 +243,11 @@ def _value_cell(value: Any) -> str:
     return f'<td class="num">{esc(fmt(value))}</td>' if numeric else f"<td>{esc(fmt(value))}</td>"
 
 
+def _unit_line(c: Comparison) -> str:
+    """The unit a number is compared in, under its name, where the table has it in several."""
+    return f'<div class="muted">compared in {inline_markdown(c.unit)}</div>' if c.unit else ""
+
+
 def _comparison_table(item: ItemReport) -> str:
     if not item.comparisons:
         return ('<p class="muted">The thesis gives no number for this item; it is shown for visual '
@@ -261,7 +266,7 @@ def _comparison_table(item: ItemReport) -> str:
             reasons += "<li>see " + _cite(cited, anchor) + "</li>"
         ratio = fmt(c.ratio) if c.ratio is not None else "\u2014"
         rows.append(
-            f"<tr><td>{esc(c.quantity)}</td>{_value_cell(c.published)}"
+            f"<tr><td>{esc(c.quantity)}{_unit_line(c)}</td>{_value_cell(c.published)}"
             f"{_value_cell(c.reproduced)}<td class=\"num\">{esc(fmt(c.difference))}</td>"
             f"<td class=\"num\">{esc(ratio)}</td><td>{verdict_badge(c.verdict)}</td>"
             f"<td><ul class=\"reasons\">{reasons}</ul></td></tr>")
