@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from advbounds.report import catalog
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,3 +37,25 @@ def test_every_generated_item_and_extra_has_a_readme_row_and_a_gallery_caption()
 def test_compact_files_groups_suffixes_by_stem():
     assert catalog.compact_files(["figures/a.pdf", "figures/a.png", "figures/b.csv"]) == \
         "figures/a.{pdf,png}, figures/b.csv"
+
+
+def test_the_reports_source_files_are_the_items_sources_of_the_trained_models():
+    config = {"chapter5": {"models": {"lenet5": {}, "lenet_lrn1": {}}, "networks": ["lenet5"],
+                           "lrn_networks": ["lenet_lrn1"]}}
+    assert catalog.source_files(config) == [
+        "results/attacks/lenet5.csv", "results/models/lenet5.metrics.json",
+        "results/sandwich/lenet5.csv", "results/sandwich/lenet_lrn1.csv"]
+    both = {"chapter5": {"models": {"lenet5": {}, "cifar_nin": {}}}}
+    assert catalog.source_files(both) == list(catalog.BY_KEY["section_5_3_1"].sources)
+    assert catalog.source_files({}) == []
+
+
+def test_a_shown_file_is_a_tables_csv_or_a_figures_png():
+    assert catalog.shown_file("table_5_2") == "figures/table_5_2.csv"
+    assert catalog.shown_file("figure_5_11") == "figures/figure_5_11.png"
+    assert catalog.shown_file("sandwich_lenet5") == "figures/sandwich_lenet5.png"
+    assert catalog.shown_file("sandwich_summary") == "figures/sandwich_summary.csv"
+    assert catalog.shown_file("section_4_3_2") == "figures/section_4_3_2.csv"
+    for key in ("figure_2_2", "section_5_3_1", "nothing"):  # literature, a text item, no entry
+        with pytest.raises(KeyError, match=key):
+            catalog.shown_file(key)

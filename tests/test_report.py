@@ -661,3 +661,137 @@ def test_a_number_the_run_could_not_compute_is_a_warning_and_a_missing_file_an_e
     assert missing and all(r.levelname == "ERROR" for r in missing)
     # the sandwich section is absent when the run wrote no sandwich
     assert _model(fabricated).sandwich is None
+
+
+# ------------------------------------------------------------------------------------------------
+# verdict_table.py: figures/comparison_chapters34.* from the report's comparisons
+# ------------------------------------------------------------------------------------------------
+
+# the bare column name `no` is the boolean False in YAML 1.1: the report's loader must keep it a name
+CHAPTERS34_PAPER = """
+table_3_1: {columns: [no, mean, median, std], rows: [[1, 1.0, 1.0, 1.0]]}
+table_4_2: {columns: [no, mean, median, std], rows: [[1, 0.5, 0.5, 0.5]]}
+table_4_3: {columns: [dataset, mean, median, std, min, max], rows: [[iris, 1, 1, 1, 1, 1]]}
+trained_mlps: {iris: {hidden: [5], test_accuracy: 1.0}}
+"""
+
+
+def _chapters34_root(tmp_path: Path) -> Path:
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    pd.DataFrame({"No.": [1], "Mean": [0.1], "Median": [1.1], "Std": [1.0]}).to_csv(figures / "table_3_1.csv",
+                                                                                     index=False)
+    pd.DataFrame({"No.": [1], "Mean": [0.5], "Median": [0.5], "Std": [0.5], "Ref mean": [0.6],
+                  "Ref median": [0.5], "Ref std": [0.5]}).to_csv(figures / "table_4_2.csv", index=False)
+    pd.DataFrame({"Dataset": ["Iris"], "Mean": [1.0], "Median": [1.0], "Std": [1.0], "Min": [1.0],
+                  "Max": [2.0]}).to_csv(figures / "table_4_3.csv", index=False)
+    pd.DataFrame({"Dataset": ["Iris"], "Test accuracy": [0.9]}).to_csv(figures / "section_4_3_2.csv", index=False)
+    (tmp_path / "paper_values.yaml").write_text(CHAPTERS34_PAPER)
+    return tmp_path
+
+
+def test_verdict_table_judges_with_the_configured_tolerances_and_the_reference_m(tmp_path: Path) -> None:
+    from advbounds.report import verdict_table
+
+    root = _chapters34_root(tmp_path)
+    paper = sources.load_paper_values(root / "paper_values.yaml")
+    ctx = comparisons.Context(root=root, paper=paper, settings=SETTINGS)
+    keys = catalog.EXTRA_BY_KEY["comparison_chapters34"].compares
+    table = verdict_table.verdict_table(ctx, keys)
+    assert list(table.columns) == list(verdict_table.COLUMNS)
+    assert len(table) == 3 + 3 + 5 + 1
+    by = table.set_index(["Item", "Quantity"])
+    assert by.loc[("Table 3.1", "1 / mean"), "Rel. diff"] == pytest.approx(-0.9)
+    assert by.loc[("Table 3.1", "1 / mean"), "Verdict"] == SAME_ORDER  # a tenth: outside the 10 %
+    assert by.loc[("Table 3.1", "1 / median"), "Verdict"] == REPRODUCED  # 1.1 vs 1.0: within the 10 %
+    assert by.loc[("Table 3.1", "1 / mean"), "Verdict (ref M)"] == ""  # Table 3.1 has no reference M
+    assert math.isnan(by.loc[("Table 3.1", "1 / mean"), "Ours (ref M)"])
+    assert by.loc[("Table 4.2", "1 / mean"), "Rel. diff (ref M)"] == pytest.approx(0.2)
+    assert by.loc[("Table 4.2", "1 / mean"), "Ours (ref M)"] == 0.6
+    assert by.loc[("Table 4.2", "1 / mean"), "Verdict (ref M)"] == SAME_ORDER
+    assert by.loc[("Table 4.2", "1 / median"), "Verdict (ref M)"] == REPRODUCED
+    assert by.loc[("Table 4.3", "iris / max"), "Verdict"] == SAME_ORDER  # twice the published value
+    assert by.loc[("Section 4.3.2", "iris MLP test accuracy"), "Ours"] == 0.9
+    assert set(table["Tolerance"]) == {Tolerance.from_config(SETTINGS, "statistical").describe()}
+    # a published zero has no relative difference
+    assert math.isnan(verdict_table.relative_difference(compare_value("t", "q", 1.0, 0.0, TOL)))
+    assert "Table 3.1, Table 4.2, Table 4.3, Section 4.3.2" in verdict_table.caption("comparison_chapters34")
+
+
+def test_verdict_table_holds_the_reports_verdicts(tmp_path: Path) -> None:
+    """The same files, the same settings: every verdict of the table is the report's."""
+    from advbounds.report import verdict_table
+
+    root = _chapters34_root(tmp_path)
+    keys = catalog.EXTRA_BY_KEY["comparison_chapters34"].compares
+    model = build.build_model(root, paper_values_path=root / "paper_values.yaml", findings_path=None,
+                              settings=SETTINGS, items=[catalog.BY_KEY[k] for k in keys])
+    report = {(catalog.BY_KEY[c.item].label, c.quantity): c.verdict for c in model.comparisons}
+    ctx = comparisons.Context(root=root, paper=sources.load_paper_values(root / "paper_values.yaml"),
+                              settings=SETTINGS)
+    table = verdict_table.verdict_table(ctx, keys)
+    assert dict(zip(zip(table["Item"], table["Quantity"]), table["Verdict"])) == report
+    assert catalog.compared_files("comparison_chapters34") == [
+        "figures/table_3_1.csv", "figures/table_4_2.csv", "figures/table_4_3.csv", "figures/section_4_3_2.csv"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 5.1: like with like, and the unit said
+# ------------------------------------------------------------------------------------------------
+
+
+def _table_5_1_root(tmp_path: Path) -> Path:
+    """Our Table 5.1 whose pixel-unit theoretical column holds the published number and whose
+    scaled-unit column holds 1/256 of it: only a comparer of the scaled column finds them apart."""
+    figures = tmp_path / "figures"
+    figures.mkdir(exist_ok=True)
+    paper = sources.load_paper_values(PAPER)["table_5_1"]
+    rows = []
+    for values in paper["rows"]:
+        published = dict(zip(paper["columns"], values))
+        rows.append({"network": published["network"], "input": "1x28x28",
+                     "normalized_theoretical_bound_per_pixel": published["normalized_theoretical_bound"],
+                     "normalized_empirical_bound_per_pixel": published["normalized_empirical_bound"],
+                     "normalized_theoretical_bound_per_input": 1.0, "normalized_empirical_bound_per_input": 1.0,
+                     "rate": published["rate"],
+                     "normalized_theoretical_bound_per_pixel_scaled": published["normalized_theoretical_bound"] / 256})
+    pd.DataFrame(rows).to_csv(figures / "table_5_1.csv", index=False)
+    return tmp_path
+
+
+def test_table_5_1_compares_the_theoretical_bound_in_scaled_units_and_says_so(tmp_path: Path) -> None:
+    root = _table_5_1_root(tmp_path)
+    by = {c.quantity: c for c in comparisons.compare_item("table_5_1", _ctx(root))}
+    published = sources.load_paper_values(PAPER)["table_5_1"]["rows"][0][1]
+    theoretical = by["LeNet-5 / normalized_theoretical_bound"]
+    # read from the scaled column (1/256 of the published number: 2.4 orders apart), not the pixel one
+    assert theoretical.reproduced == pytest.approx(published / 256)
+    assert theoretical.verdict == DIFFERS
+    assert theoretical.unit == ("the network's scaled input units (pixel value x 1/256), per pixel; "
+                                "our column `normalized_theoretical_bound_per_pixel_scaled`")
+    empirical = by["LeNet-5 / normalized_empirical_bound"]
+    assert empirical.verdict == REPRODUCED
+    assert empirical.unit == "pixel units ([0, 255]), per pixel; our column `normalized_empirical_bound_per_pixel`"
+    assert by["LeNet-5 / rate"].unit == ""  # a fraction: no unit to say
+    assert theoretical.as_row()["unit"] == theoretical.unit  # results/report/verdicts.csv says it too
+    # without the scaled column the cell is missing, and the note names the column it needs
+    frame = pd.read_csv(root / "figures/table_5_1.csv").drop(columns="normalized_theoretical_bound_per_pixel_scaled")
+    frame.to_csv(root / "figures/table_5_1.csv", index=False)
+    lacking = {c.quantity: c for c in comparisons.compare_item("table_5_1", _ctx(root))}
+    assert lacking["LeNet-5 / normalized_theoretical_bound"].verdict == MISSING
+    assert "normalized_theoretical_bound_per_pixel_scaled" in lacking["LeNet-5 / normalized_theoretical_bound"].unit
+
+
+def test_the_report_page_says_the_unit_of_table_5_1(tmp_path: Path) -> None:
+    root = _table_5_1_root(tmp_path)
+    model = build.build_model(root, paper_values_path=PAPER, findings_path=None, settings=SETTINGS,
+                              items=[catalog.BY_KEY["table_5_1"]])
+    page = render_html(model)
+    # under the number's name in its row of the comparison table, not only in a note
+    rows = re.findall(r"<tr><td>LeNet-5 / (\w+)(.*?)</td>", page)
+    units = dict(rows)
+    assert units["normalized_theoretical_bound"] == (
+        '<div class="muted">compared in the network&#x27;s scaled input units (pixel value x 1/256), per '
+        "pixel; our column <code>normalized_theoretical_bound_per_pixel_scaled</code></div>")
+    assert "compared in pixel units ([0, 255]), per pixel" in units["normalized_empirical_bound"]
+    assert units["rate"] == ""

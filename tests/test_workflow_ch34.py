@@ -21,6 +21,9 @@ import pytest
 import smoke_support
 import yaml
 
+from advbounds.report.catalog import BY_LABEL
+from advbounds.report.compare import VERDICTS
+
 pytestmark = pytest.mark.workflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +170,14 @@ def test_comparison_table(run):
     # every published row found its row in our tables (a tiny smoke test may flip no sample at all, so
     # only the tables whose smoke values are always defined must be finite)
     assert finite(t.loc[t["Item"].isin(["Table 3.1", "Section 4.3.2"]), "Ours"])
-    assert set(t["Differs"].dropna()) <= {"yes", "no"}
+    assert set(t["Verdict"]) <= set(VERDICTS)
+    assert set(t["Verdict (ref M)"].dropna()) <= set(VERDICTS)
+    # the verdicts are the report's, number by number
+    report = pd.read_csv(run / "results" / "report" / "verdicts.csv")
+    report_verdicts = dict(zip(zip(report["item"], report["quantity"]), report["verdict"]))
+    ours = {(BY_LABEL[item].key, quantity): verdict for item, quantity, verdict in
+            zip(t["Item"], t["Quantity"], t["Verdict"])}
+    assert ours == {key: report_verdicts[key] for key in ours}
 
 
 def test_a_second_run_has_nothing_to_do(run):

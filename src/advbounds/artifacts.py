@@ -13,9 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from advbounds.io import atomic_path, write_frame, write_text
-
-TABLE_FORMATS = ("csv", "md", "tex")
-FIGURE_FORMATS = ("pdf", "png")
+from advbounds.layout import FIGURE_SUFFIXES, TABLE_SUFFIXES
 
 
 def write_table(frame: pd.DataFrame, paths: Iterable[str | os.PathLike], caption: str = "",
@@ -30,7 +28,7 @@ def write_table(frame: pd.DataFrame, paths: Iterable[str | os.PathLike], caption
         elif suffix == "tex":
             write_text(_latex(frame, float_format, caption), path)
         else:
-            raise ValueError(f"unknown table format {path.suffix!r} for {path}; use one of {TABLE_FORMATS}")
+            raise ValueError(f"unknown table format {path.suffix!r} for {path}; use one of {TABLE_SUFFIXES}")
 
 
 def save_figure(fig, paths: Iterable[str | os.PathLike], dpi: int = 200) -> None:
@@ -38,8 +36,8 @@ def save_figure(fig, paths: Iterable[str | os.PathLike], dpi: int = 200) -> None
     import matplotlib.pyplot as plt
 
     for path in map(Path, paths):
-        if path.suffix.lstrip(".") not in FIGURE_FORMATS:
-            raise ValueError(f"unknown figure format {path.suffix!r} for {path}; use one of {FIGURE_FORMATS}")
+        if path.suffix.lstrip(".") not in FIGURE_SUFFIXES:
+            raise ValueError(f"unknown figure format {path.suffix!r} for {path}; use one of {FIGURE_SUFFIXES}")
         with atomic_path(path) as tmp:
             # metadata without a creation date keeps the PDF bytes identical across runs
             metadata = {"CreationDate": None} if path.suffix == ".pdf" else {"Software": None}

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 import yaml
 
 from advbounds.codehash import code_fingerprint
-from advbounds.report.catalog import artifact_files, stage_targets
+from advbounds.report.catalog import REPORT_HTML, artifact_files, stage_targets
 from advbounds.config import check_config, coerce_command_line_strings, sandwich_models
 
 CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -19,7 +19,6 @@ validate(config, schema=f"../../{CONFIG_SCHEMA}")
 check_config(config)
 
 DATA_DIR = config["data_dir"]
-REPORT_HTML = "figures/report.html"
 REPORT_GALLERY = "results/report/gallery"
 DATASETS = ["iris", "wine", "spambase", "mnist", "cifar10"]
 

@@ -12,9 +12,9 @@
 
 from pathlib import Path
 
-from advbounds.report.catalog import gallery_captions, gallery_sources, report_inputs, source_files
+from advbounds.report.catalog import (REPORT_VERDICTS, SHOWN_SUFFIX, gallery_captions, gallery_sources,
+                                     report_inputs, source_files)
 
-REPORT_VERDICTS = "results/report/verdicts.csv"
 REPORT_OWN = {REPORT_HTML, REPORT_VERDICTS, REPORT_GALLERY}
 # the bounds engineer's findings: cited by the verdicts when present (read at parse time, so adding
 # the file later reruns the report through the input trigger)
@@ -54,7 +54,7 @@ rule report_gallery:
     output:
         report(
             directory(REPORT_GALLERY),
-            patterns=["{chapter}/{item}.png", "{chapter}/{item}.csv"],
+            patterns=[f"{{chapter}}/{{item}}.{suffix}" for suffix in SHOWN_SUFFIX.values()],
             caption="../report/thesis_item.rst",
             category="Thesis figures and tables",
             subcategory="{chapter}",

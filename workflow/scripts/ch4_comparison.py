@@ -1,21 +1,21 @@
-"""Chapters 3-4 beside the published numbers (rule ch4_comparison)."""
+"""Chapters 3-4 beside the published numbers, with the report's verdicts (rule ch4_comparison)."""
+
+from pathlib import Path
 
 from advbounds.jobs import run_job
 
 
 def main(job):
-    import pandas as pd
-
     from advbounds.artifacts import write_table
-    from advbounds.experiments import compare34
+    from advbounds.report import verdict_table
+    from advbounds.report.catalog import EXTRA_BY_KEY
+    from advbounds.report.comparisons import Context
     from advbounds.report.sources import load_paper_values
 
-    published = load_paper_values(job.input.paper_values)  # YAML 1.2 booleans: the column "no" stays a string
-    table = compare34.comparison_table(
-        published, table_3_1=pd.read_csv(job.input.table_3_1), table_4_2=pd.read_csv(job.input.table_4_2),
-        table_4_3=pd.read_csv(job.input.table_4_3), accuracies=pd.read_csv(job.input.accuracies),
-    )
-    write_table(table, job.output, caption=compare34.CAPTION)
+    key = job.params["table"]
+    ctx = Context(root=Path("."), paper=load_paper_values(job.input.paper_values), settings=job.settings)
+    table = verdict_table.verdict_table(ctx, EXTRA_BY_KEY[key].compares)
+    write_table(table, job.output, caption=verdict_table.caption(key))
 
 
 run_job(snakemake, main)  # noqa: F821

@@ -1,6 +1,6 @@
 """Assemble the report: for every thesis item, our artifacts, the published values, the verdicts,
-the reasons we know and the provenance of each file. :func:`build_model` gathers, :mod:`.html`
-renders, :func:`write_report` does both and writes the file atomically.
+the reasons we know and the provenance of each file. :func:`build_model` gathers (into the records of
+:mod:`.model`), :mod:`.html` renders, :func:`write_report` does both and writes the file atomically.
 """
 
 from __future__ import annotations
@@ -9,69 +9,26 @@ import base64
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from advbounds.io import write_text
 from advbounds.report import sources
-from advbounds.report.catalog import CATALOG, ThesisItem
-from advbounds.report.compare import MISSING, NOT_COMPARED, Comparison, reasons_for, tally, worst
+from advbounds.report.catalog import CATALOG, ThesisItem, shown_file
+from advbounds.report.compare import MISSING, reasons_for
 from advbounds.report.comparisons import Context, compare_item
+from advbounds.report.html import render_html
+from advbounds.report.model import Artifact, ItemReport, ReportModel, SandwichReport
+
+__all__ = ["Artifact", "ItemReport", "ReportModel", "SandwichReport", "build_model", "comparisons_frame",
+           "sandwich_report", "write_report"]
 
 log = logging.getLogger("advbounds.report")
 
 SYNTHETIC_REASON = ("this run uses synthetic stand-in data and tiny sizes (config synthetic: true), so its "
                     "numbers are not comparable to the thesis; the verdicts only show the pipeline end to end")
-
-
-@dataclass
-class Artifact:
-    path: str
-    exists: bool
-    size: int = 0
-    sha256: str = ""
-    provenance: dict[str, Any] | None = None
-    lineage: list[dict[str, Any]] = field(default_factory=list)
-    unrecorded_inputs: list[str] = field(default_factory=list)
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return sources.summarize_lineage(self.lineage)
-
-
-@dataclass
-class ItemReport:
-    item: ThesisItem
-    artifacts: list[Artifact]
-    comparisons: list[Comparison]
-    known_reasons: list[str]
-    findings: list[sources.Finding]
-    published_text: str
-    table: pd.DataFrame | None = None
-    image_b64: str | None = None
-    problems: list[str] = field(default_factory=list)
-    data_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-
-    @property
-    def verdict(self) -> str:
-        if not self.item.generated:
-            return NOT_COMPARED
-        if any(not a.exists for a in self.artifacts):
-            return MISSING
-        return worst(c.verdict for c in self.comparisons)
-
-
-@dataclass
-class SandwichReport:
-    """The "Beyond the thesis" section: per experiment a paragraph, its figure (base64 PNG), and
-    the summary table (figures/sandwich_summary.csv)."""
-
-    summary: pd.DataFrame | None
-    paragraphs: dict[str, str] = field(default_factory=dict)
-    images: dict[str, str] = field(default_factory=dict)
-    violations: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def sandwich_report(root: Path) -> SandwichReport | None:
@@ -81,7 +38,7 @@ def sandwich_report(root: Path) -> SandwichReport | None:
 
     root = Path(root)
     tables = sorted((root / "results" / "sandwich").glob("*.csv"))
-    summary_csv = root / "figures" / "sandwich_summary.csv"
+    summary_csv = root / shown_file("sandwich_summary")
     if not tables and not summary_csv.exists():
         return None
     out = SandwichReport(pd.read_csv(summary_csv) if summary_csv.exists() else None)
@@ -89,37 +46,10 @@ def sandwich_report(root: Path) -> SandwichReport | None:
         frame = pd.read_csv(path)
         out.paragraphs[path.stem] = sandwich.describe(path.stem, frame)
         out.violations[path.stem] = sandwich.sound_violations(frame)
-        image = root / "figures" / f"sandwich_{path.stem}.png"
+        image = root / shown_file(f"sandwich_{path.stem}")
         if image.exists():
             out.images[path.stem] = base64.b64encode(image.read_bytes()).decode("ascii")
     return out
-
-
-@dataclass
-class ReportModel:
-    items: list[ItemReport]
-    other_artifacts: list[Artifact]
-    settings: Mapping[str, Any]
-    run: Mapping[str, Any]
-    context_reasons: list[str]
-    findings: list[sources.Finding]
-    findings_source: str | None
-    paper_notes: dict[str, list[str]]
-    paper: Mapping[str, Any] = field(default_factory=dict)
-    sandwich: SandwichReport | None = None
-
-    @property
-    def comparisons(self) -> list[Comparison]:
-        return [c for item in self.items for c in item.comparisons]
-
-    @property
-    def tally(self) -> dict[str, int]:
-        return tally(self.comparisons)
-
-    @property
-    def problems(self) -> list[str]:
-        return [f"{item.item.label}: {p}" for item in self.items for p in item.problems] + [
-            f"{a.path}: no provenance record" for a in self.other_artifacts if a.exists and a.provenance is None]
 
 
 def _artifact(root: Path, path: str) -> Artifact:
@@ -167,9 +97,8 @@ def build_model(root: str | Path, *, paper_values_path: str | Path, findings_pat
             log.warning("%s: %s", item.label, gap)
         problems += gaps
         table = None
-        csv = root / f"figures/{item.key}.csv"
-        if item.kind == "table" and csv.exists():
-            table = pd.read_csv(csv)
+        if item.kind == "table" and (root / shown_file(item.key)).exists():
+            table = pd.read_csv(root / shown_file(item.key))
         image = None
         if item.image and (root / item.image).exists():
             image = base64.b64encode((root / item.image).read_bytes()).decode("ascii")
@@ -189,9 +118,6 @@ def build_model(root: str | Path, *, paper_values_path: str | Path, findings_pat
 
 def write_report(output: str | Path, root: str | Path = ".", **kwargs: Any) -> ReportModel:
     """Build the model, render it and write ``output`` atomically. Returns the model."""
-    from advbounds.io import write_text
-    from advbounds.report.html import render_html
-
     model = build_model(root, **kwargs)
     write_text(render_html(model), output)
     counts = model.tally

@@ -11,12 +11,31 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-TABLE_SUFFIXES = ("csv", "md", "tex")
-FIGURE_SUFFIXES = ("pdf", "png")
+from advbounds.layout import FIGURE_SUFFIXES, FIGURES_DIR, TABLE_SUFFIXES
+
+SUFFIXES = {"table": TABLE_SUFFIXES, "figure": FIGURE_SUFFIXES}
+#: the one file of a table or figure that the report page and Snakemake's report show
+SHOWN_SUFFIX = {"figure": "png", "table": "csv"}
+
+
+def artifact_paths(stem: str, kind: str) -> tuple[str, ...]:
+    """The files a table or figure named ``stem`` is written as: ``figures/<stem>.<suffix>``."""
+    return tuple(f"{FIGURES_DIR}/{stem}.{suffix}" for suffix in SUFFIXES[kind])
+
+
+class _Staged:
+    """A catalog entry built by the rules of ``built_by`` when set, else of its own ``chapter``."""
+
+    chapter: int
+    built_by: int | None
+
+    @property
+    def stage(self) -> int:
+        return self.built_by or self.chapter
 
 
 @dataclass(frozen=True)
-class ThesisItem:
+class ThesisItem(_Staged):
     label: str  # as printed in the thesis: "Table 3.1"
     key: str  # artifact stem and paper_values.yaml key: "table_3_1"
     kind: str  # "table" | "figure" | "text" (numbers stated in the running text)
@@ -27,7 +46,8 @@ class ThesisItem:
     why_not_generated: str = ""
     #: thesis results the item rests on; a finding that names one of them concerns this item
     topics: tuple[str, ...] = ()
-    #: per-sample / intermediate files behind the item (for notebooks and the text items)
+    #: per-model files behind the item besides the figures (``results/<what>/<model>.<ext>``): the
+    #: report reads them for the models the config trains (:func:`source_files`)
     sources: tuple[str, ...] = ()
     #: paper_values.yaml keys whose numbers this item is compared with (default: its own key)
     published_keys: tuple[str, ...] = field(default=())
@@ -40,16 +60,11 @@ class ThesisItem:
     built_by: int | None = None
 
     @property
-    def stage(self) -> int:
-        return self.built_by or self.chapter
-
-    @property
     def files(self) -> tuple[str, ...]:
         """The artifacts the pipeline writes for this item (none for text items / literature)."""
         if not self.generated or self.kind == "text":
             return ()
-        suffixes = TABLE_SUFFIXES if self.kind == "table" else FIGURE_SUFFIXES
-        return tuple(f"figures/{self.key}.{suffix}" for suffix in suffixes) + self.data_files
+        return artifact_paths(self.key, self.kind) + self.data_files
 
     @property
     def target(self) -> str | None:
@@ -60,7 +75,7 @@ class ThesisItem:
 
     @property
     def image(self) -> str | None:
-        return f"figures/{self.key}.png" if self.generated and self.kind == "figure" else None
+        return shown_file(self.key) if self.generated and self.kind == "figure" else None
 
     @property
     def anchor(self) -> str:
@@ -144,7 +159,9 @@ CATALOG: tuple[ThesisItem, ...] = (
                summary="normalized theoretical and empirical bounds, FGS rate (both normalizations)"),
     ThesisItem("Section 5.3.1", "section_5_3_1", "text", 5, "5.3.1",
                "LeNet-5 and CIFAR-NIN: accuracy, unflipped samples and adversarial target classes",
-               topics=("LeNet-5", "CIFAR-NIN"), published_keys=("section_5_3_1", "lenet5")),
+               topics=("LeNet-5", "CIFAR-NIN"), published_keys=("section_5_3_1", "lenet5"),
+               sources=("results/attacks/lenet5.csv", "results/attacks/cifar_nin.csv",
+                        "results/models/lenet5.metrics.json", "results/models/cifar_nin.metrics.json")),
     ThesisItem("Figure 5.8", "figure_5_8", "figure", 5, "5.3.1", "Selection of adversarial examples for LeNet-5",
                summary="LeNet-5 adversarial examples"),
     ThesisItem("Figure 5.9", "figure_5_9", "figure", 5, "5.3.1", "Selection of adversarial examples for CIFAR-NIN",
@@ -174,7 +191,7 @@ CATALOG: tuple[ThesisItem, ...] = (
 )
 
 @dataclass(frozen=True)
-class ExtraArtifact:
+class ExtraArtifact(_Staged):
     """An artifact the pipeline adds beside the thesis's items. One whose key extends an item's key
     (``figure_2_5_lenet5``) is a variant of that item, listed in its README row."""
 
@@ -187,15 +204,12 @@ class ExtraArtifact:
     built_by: int | None = None
     #: for a family of files, one per model (``sandwich_{model}``): the file the README names
     example: str | None = None
-
-    @property
-    def stage(self) -> int:
-        return self.built_by or self.chapter
+    #: for a table of the report's verdicts: the thesis items whose verdicts it gathers, in order
+    compares: tuple[str, ...] = ()
 
     @property
     def files(self) -> tuple[str, ...]:
-        suffixes = TABLE_SUFFIXES if self.kind == "table" else FIGURE_SUFFIXES
-        return tuple(f"figures/{self.example or self.key}.{suffix}" for suffix in suffixes)
+        return artifact_paths(self.example or self.key, self.kind)
 
     def matches(self, key: str) -> bool:
         """``key`` is this artifact, or a member of its family (``sandwich_{model}``)."""
@@ -211,7 +225,8 @@ EXTRAS: tuple[ExtraArtifact, ...] = (
                   "on the second network (not in the thesis)", "the same for LeNet-5", built_by=5),
     ExtraArtifact("comparison_chapters34", "table", 4, "Chapters 3-4",
                   "Our numbers of Tables 3.1, 4.2 and 4.3 beside the published ones, with the report's verdicts",
-                  "our numbers beside the published ones"),
+                  "our numbers beside the published ones",
+                  compares=("table_3_1", "table_4_2", "table_4_3", "section_4_3_2")),
     ExtraArtifact("sandwich_{model}", "figure", 5, "Sandwich (per model)",
                   "Per test sample, sorted by the best attack: the thesis bound, the sound corrected bound, the "
                   "certified radius, every minimal-L2 attack and FGS (beyond the thesis)",
@@ -228,7 +243,10 @@ EXTRA_BY_KEY = {extra.key: extra for extra in EXTRAS}
 def find_extra(key: str) -> ExtraArtifact | None:
     """The extra artifact ``key`` is, or belongs to the family of."""
     return EXTRA_BY_KEY.get(key) or next((e for e in EXTRAS if e.matches(key)), None)
-REPORT_ROW = ("Report", "every result beside the published value, with verdicts and provenance", "figures/report.html")
+#: the report page, and every verdict of it as one table (for notebooks and tests)
+REPORT_HTML = f"{FIGURES_DIR}/report.html"
+REPORT_VERDICTS = "results/report/verdicts.csv"
+REPORT_ROW = ("Report", "every result beside the published value, with verdicts and provenance", REPORT_HTML)
 
 BY_KEY = {item.key: item for item in CATALOG}
 BY_LABEL = {item.label: item for item in CATALOG}
@@ -239,18 +257,33 @@ def generated_items() -> list[ThesisItem]:
     return [item for item in CATALOG if item.files]
 
 
-def artifact_files(key: str) -> list[str]:
-    """The files one rule writes for catalog entry ``key`` (a thesis item or an extra artifact; the
-    data files beside a figure are separate outputs, ``data_files``). A key that extends an item's
-    key (``figure_2_5_<model>``), or holds a Snakemake wildcard (``figure_{label}``), is a figure or
-    table by its prefix."""
+def _kind(key: str) -> str:
+    """``table`` or ``figure``: the kind of catalog entry ``key`` (a thesis item or an extra
+    artifact). A key that extends an item's key (``figure_2_5_<model>``), or holds a Snakemake
+    wildcard (``figure_{label}``), is a figure or table by its prefix."""
     entry = BY_KEY.get(key) or find_extra(key)
-    kind = entry.kind if entry is not None else next(
-        (k for k in ("figure", "table") if key.startswith(k + "_")), None)
-    if kind not in ("figure", "table") or (isinstance(entry, ThesisItem) and not entry.files):
+    kind = entry.kind if entry is not None else next((k for k in SUFFIXES if key.startswith(k + "_")), None)
+    if kind not in SUFFIXES or (isinstance(entry, ThesisItem) and not entry.files):
         raise KeyError(f"{key!r} is no figure or table the pipeline writes")
-    suffixes = TABLE_SUFFIXES if kind == "table" else FIGURE_SUFFIXES
-    return [f"figures/{key}.{suffix}" for suffix in suffixes]
+    return kind
+
+
+def artifact_files(key: str) -> list[str]:
+    """The files one rule writes for catalog entry ``key`` (see :func:`_kind`; the data files beside
+    a figure are separate outputs, ``data_files``)."""
+    return list(artifact_paths(key, _kind(key)))
+
+
+def shown_file(key: str) -> str:
+    """The one file of table or figure ``key`` that the report reads and shows: a table's CSV, a
+    figure's PNG (``figures/table_5_2.csv``, ``figures/sandwich_lenet5.png``)."""
+    return f"{FIGURES_DIR}/{key}.{SHOWN_SUFFIX[_kind(key)]}"
+
+
+def compared_files(key: str) -> list[str]:
+    """The tables a verdict table (an extra artifact with ``compares``) reads: each compared item's
+    CSV, which its comparer in :mod:`.comparisons` reads too."""
+    return [shown_file(item) for item in EXTRA_BY_KEY[key].compares]
 
 
 def stage_targets(stage: int, variants: Iterable[str] = ()) -> list[str]:
@@ -300,10 +333,6 @@ def readme_table() -> str:
     return "\n".join(lines)
 
 
-#: models whose per-sample attacks and metrics the report reads directly (Section 5.3.1's numbers)
-SOURCE_MODELS = ("lenet5", "cifar_nin")
-
-
 def report_inputs(targets: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
     """The report's artifact inputs: every final target of the run, once, minus ``exclude``."""
     skip = set(exclude)
@@ -311,33 +340,29 @@ def report_inputs(targets: Iterable[str], exclude: Iterable[str] = ()) -> list[s
 
 
 def source_files(config: Mapping[str, Any]) -> list[str]:
-    """Per-model files the report reads besides the figures, for the models the config trains."""
+    """Per-model files the report reads besides the figures: the items' ``sources`` of the models
+    the config trains, and the per-sample sandwich of every network ("Beyond the thesis")."""
     from advbounds.config import sandwich_models
 
     trained = (config.get("chapter5") or {}).get("models", {})
-    models = [m for m in SOURCE_MODELS if m in trained]
-    # the per-sample sandwich of every network, for the "Beyond the thesis" section
-    return [f"results/attacks/{m}.csv" for m in models] + [f"results/models/{m}.metrics.json" for m in models] + \
-        [f"results/sandwich/{m}.csv" for m in sandwich_models(config)]
+    files = [path for item in CATALOG for path in item.sources
+             if path.rpartition("/")[2].split(".", 1)[0] in trained]
+    return files + [f"results/sandwich/{m}.csv" for m in sandwich_models(config)]
 
 
 def _gallery_file(path: str) -> str | None:
-    """The key of ``path`` when Snakemake's own report shows it: a figure's PNG or a table's CSV,
-    of a thesis item or of an extra artifact."""
-    stem, _, suffix = path.removeprefix("figures/").rpartition(".")
+    """The key of ``path`` when Snakemake's own report shows it: a figure's PNG or a table's CSV
+    (:data:`SHOWN_SUFFIX`), of a thesis item or of an extra artifact."""
+    stem, _, suffix = path.removeprefix(f"{FIGURES_DIR}/").rpartition(".")
     item = BY_KEY.get(stem)
-    if item is not None and item.generated and item.kind in ("figure", "table"):
-        return stem if (item.kind, suffix) in (("figure", "png"), ("table", "csv")) else None
-    extra = find_extra(stem)
-    if extra is not None and (extra.kind, suffix) in (("figure", "png"), ("table", "csv")):
-        return stem
-    return None
+    entry = item if item is not None and item.generated else (find_extra(stem) if item is None else None)
+    return stem if entry is not None and SHOWN_SUFFIX.get(entry.kind) == suffix else None
 
 
 def gallery_sources(targets: Iterable[str]) -> list[str]:
     """The PNG of every figure and the CSV of every table among ``targets``, thesis items and
     extra artifacts alike (Snakemake's own ``--report`` shows them)."""
-    return [path for path in dict.fromkeys(targets) if path.startswith("figures/") and _gallery_file(path)]
+    return [path for path in dict.fromkeys(targets) if path.startswith(f"{FIGURES_DIR}/") and _gallery_file(path)]
 
 
 def gallery_chapter(key: str) -> int:

@@ -92,11 +92,15 @@ class Comparison:
     mode: str = "equal"
     tolerance: str = ""
     reasons: list[str] = field(default_factory=list)
+    #: the unit both numbers are in and the column of ours compared, where our table holds the
+    #: quantity in more than one unit (Table 5.1); empty elsewhere
+    unit: str = ""
 
     def as_row(self) -> dict[str, Any]:
         return {"item": self.item, "quantity": self.quantity, "thesis": self.published,
                 "ours": self.reproduced, "difference": self.difference, "ratio": self.ratio,
-                "verdict": self.verdict, "tolerance": self.tolerance, "reasons": " | ".join(self.reasons)}
+                "verdict": self.verdict, "tolerance": self.tolerance, "reasons": " | ".join(self.reasons),
+                "unit": self.unit}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,7 +204,7 @@ def verdict(ours: Any, published: Any, tol: Tolerance, mode: str = "equal") -> t
 
 
 def compare_value(item: str, quantity: str, ours: Any, published: Any, tol: Tolerance,
-                  mode: str = "equal", reasons: Iterable[str] = ()) -> Comparison:
+                  mode: str = "equal", reasons: Iterable[str] = (), unit: str = "") -> Comparison:
     """Build the :class:`Comparison` of one number."""
     outcome, how = verdict(ours, published, tol, mode)
     pub, val = as_number(published), as_number(ours)
@@ -209,7 +213,7 @@ def compare_value(item: str, quantity: str, ours: Any, published: Any, tol: Tole
         item=item, quantity=quantity, published=published, reproduced=ours, verdict=outcome,
         difference=difference(val, pub) if both else None,
         ratio=ratio(val, pub) if both else None,
-        mode=mode, tolerance=tol.describe(), reasons=[how, *reasons],
+        mode=mode, tolerance=tol.describe(), reasons=[how, *reasons], unit=unit,
     )
 
 
@@ -241,7 +245,7 @@ def compare_table(item: str, published: Mapping[str, Any], rows: Sequence[Mappin
                   tol: Tolerance, *, key: str, result_columns: Sequence[str],
                   setup_columns: Sequence[str] = (), aliases: Mapping[str, str] | None = None,
                   row_aliases: Mapping[str, str] | None = None,
-                  reasons: Iterable[str] = ()) -> list[Comparison]:
+                  reasons: Iterable[str] = (), units: Mapping[str, str] | None = None) -> list[Comparison]:
     """Compare a published table (``{"columns": [...], "rows": [[...], ...]}``) with ours.
 
     ``rows`` are our table's records (e.g. ``DataFrame.to_dict("records")``). Rows are matched on the
@@ -249,7 +253,8 @@ def compare_table(item: str, published: Mapping[str, Any], rows: Sequence[Mappin
     ``"no"`` meets ``1`` as a string). Result columns get a verdict with ``tol``; setup columns (the
     experiment's parameters) are compared exactly and a mismatch becomes a reason on that row's
     verdicts, because a different setup explains a different result. A published row we lack, or a
-    column we lack, is ``missing``.
+    column we lack, is ``missing``. ``units`` (published column -> the unit it is compared in) sets
+    :attr:`Comparison.unit` on every verdict of that column.
     """
     aliases = {normalize_name(k): normalize_name(v) for k, v in (aliases or {}).items()}
     row_aliases = {normalize_name(k): normalize_name(v) for k, v in (row_aliases or {}).items()}
@@ -270,6 +275,7 @@ def compare_table(item: str, published: Mapping[str, Any], rows: Sequence[Mappin
             ours_by_key[row_key(normalized[key_n])] = normalized
 
     base_reasons = list(reasons)
+    units = {normalize_name(k): v for k, v in (units or {}).items()}
     out: list[Comparison] = []
     for published_row in published["rows"]:
         pub = dict(zip(columns, published_row))
@@ -288,12 +294,14 @@ def compare_table(item: str, published: Mapping[str, Any], rows: Sequence[Mappin
                                       tolerance=tol.describe(),
                                       reasons=[f"our table has no row {label!r}", *base_reasons]))
                 continue
+            unit = units.get(column, "")
             if column not in ours:
                 out.append(Comparison(item, quantity, pub.get(column), None, MISSING,
                                       tolerance=tol.describe(),
-                                      reasons=[f"our table has no column {column!r}", *base_reasons]))
+                                      reasons=[f"our table has no column {column!r}", *base_reasons], unit=unit))
                 continue
-            out.append(compare_value(item, quantity, ours[column], pub.get(column), tol, reasons=row_reasons))
+            out.append(compare_value(item, quantity, ours[column], pub.get(column), tol, reasons=row_reasons,
+                                     unit=unit))
     return out
 
 

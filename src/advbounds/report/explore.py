@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from advbounds.report.catalog import BY_KEY, CATALOG
+from advbounds.report.catalog import BY_KEY, CATALOG, REPORT_VERDICTS, shown_file
 
 ENV_VAR = "ADVBOUNDS_RESULTS"
 
@@ -46,14 +46,14 @@ def require(root: Path, relative: str) -> Path:
 
 def table(root: Path, key: str) -> pd.DataFrame:
     """A thesis table as the pipeline wrote it (``table_5_2`` -> figures/table_5_2.csv)."""
-    return pd.read_csv(require(root, f"figures/{key}.csv"))
+    return pd.read_csv(require(root, shown_file(key)))
 
 
 def figure(root: Path, key: str, width: int | None = 720):
     """A thesis figure (its PNG) for display in a notebook."""
     from IPython.display import Image
 
-    return Image(filename=str(require(root, f"figures/{key}.png")), width=width)
+    return Image(filename=str(require(root, shown_file(key))), width=width)
 
 
 def read_csvs(root: Path, pattern: str, label: str | None = None) -> pd.DataFrame:
@@ -74,7 +74,7 @@ def read_csvs(root: Path, pattern: str, label: str | None = None) -> pd.DataFram
 def verdicts(root: Path, chapter: int | None = None) -> pd.DataFrame:
     """The report's verdict of every published number (results/report/verdicts.csv), with the
     thesis label and chapter of each item; optionally one chapter only."""
-    frame = pd.read_csv(require(root, "results/report/verdicts.csv"))
+    frame = pd.read_csv(require(root, REPORT_VERDICTS))
     frame.insert(0, "label", frame["item"].map(lambda k: BY_KEY[k].label if k in BY_KEY else k))
     frame.insert(1, "chapter", frame["item"].map(lambda k: BY_KEY[k].chapter if k in BY_KEY else None))
     if chapter is not None:

@@ -1,4 +1,4 @@
-"""Render a :class:`~advbounds.report.build.ReportModel` as one self-contained HTML page.
+"""Render a :class:`~advbounds.report.model.ReportModel` as one self-contained HTML page.
 
 No external resources: the stylesheet is inline, images are base64 PNGs, collapsible parts use the
 native ``<details>`` element (no JavaScript). The page reads top-down: run summary and loud banners,
@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from advbounds.report.build import Artifact, ItemReport, ReportModel
-from advbounds.report.compare import DIFFERS, MISSING, NOT_COMPARED, REPRODUCED, SAME_ORDER, VERDICTS
+from advbounds.report.catalog import shown_file
+from advbounds.report.compare import DIFFERS, MISSING, NOT_COMPARED, REPRODUCED, SAME_ORDER, VERDICTS, Comparison
+from advbounds.report.model import Artifact, ItemReport, ReportModel
 
 CSS = """
 :root { --ok:#1b7f3b; --near:#b26b00; --bad:#b3261e; --miss:#6d1b7b; --na:#6b7280; --line:#d9dce1; }
@@ -242,6 +243,11 @@ def _value_cell(value: Any) -> str:
     return f'<td class="num">{esc(fmt(value))}</td>' if numeric else f"<td>{esc(fmt(value))}</td>"
 
 
+def _unit_line(c: Comparison) -> str:
+    """The unit a number is compared in, under its name, where the table has it in several."""
+    return f'<div class="muted">compared in {inline_markdown(c.unit)}</div>' if c.unit else ""
+
+
 def _comparison_table(item: ItemReport) -> str:
     if not item.comparisons:
         return ('<p class="muted">The thesis gives no number for this item; it is shown for visual '
@@ -260,7 +266,7 @@ def _comparison_table(item: ItemReport) -> str:
             reasons += "<li>see " + _cite(cited, anchor) + "</li>"
         ratio = fmt(c.ratio) if c.ratio is not None else "\u2014"
         rows.append(
-            f"<tr><td>{esc(c.quantity)}</td>{_value_cell(c.published)}"
+            f"<tr><td>{esc(c.quantity)}{_unit_line(c)}</td>{_value_cell(c.published)}"
             f"{_value_cell(c.reproduced)}<td class=\"num\">{esc(fmt(c.difference))}</td>"
             f"<td class=\"num\">{esc(ratio)}</td><td>{verdict_badge(c.verdict)}</td>"
             f"<td><ul class=\"reasons\">{reasons}</ul></td></tr>")
@@ -492,7 +498,7 @@ def _sandwich_section(model: ReportModel) -> str:
         parts.append('<div class="banner error">A sound inequality is violated: '
                      + esc("; ".join(f"{n}: {v}" for n, v in bugs.items())) + "</div>")
     if sw.summary is not None:
-        parts.append("<h3>Summary (figures/sandwich_summary.csv)</h3>" + frame_table(sw.summary))
+        parts.append(f"<h3>Summary ({shown_file('sandwich_summary')})</h3>" + frame_table(sw.summary))
     for name, paragraph in sw.paragraphs.items():
         parts.append(f"<h3>{esc(name)}</h3><p>{esc(paragraph)}</p>")
         if name in sw.images:

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from advbounds.io import atomic_directory
-from advbounds.report.catalog import EXTRAS, generated_items
+from advbounds.report.catalog import EXTRAS, FIGURES_DIR, REPORT_HTML, generated_items
 
 MAX_BYTES = 10 * 1024 * 1024
 MANIFEST = "MANIFEST.json"
+#: the formats a snapshot keeps (CSV, Markdown and PNG say what LaTeX and PDF say), and the report page
+SNAPSHOT_SUFFIXES = (".csv", ".md", ".png", ".html")
 
 
 def _provenance(run: Path, relpath: str) -> dict[str, Any] | None:
@@ -33,17 +35,16 @@ def _provenance(run: Path, relpath: str) -> dict[str, Any] | None:
 
 def snapshot_files(run: Path) -> list[str]:
     """The run's files that go into a snapshot, relative to the run folder."""
-    figures = sorted(p for p in (run / "figures").glob("*") if p.suffix in (".csv", ".md", ".png", ".html"))
+    figures = sorted(p for p in (run / FIGURES_DIR).glob("*") if p.suffix in SNAPSHOT_SUFFIXES)
     sandwiches = sorted((run / "results" / "sandwich").glob("*.csv"))
     return [str(p.relative_to(run)) for p in [*figures, *sandwiches]]
 
 
 def expected_artifacts() -> list[str]:
     """Every catalog artifact a complete run writes, in the formats a snapshot keeps."""
-    keep = (".csv", ".md", ".png")
     files = [f for item in generated_items() for f in item.files] + \
-        [f for extra in EXTRAS if "{" not in extra.key for f in extra.files] + ["figures/report.html"]
-    return [f for f in files if f.endswith(keep) or f.endswith(".html")]
+        [f for extra in EXTRAS if "{" not in extra.key for f in extra.files] + [REPORT_HTML]
+    return [f for f in files if f.endswith(SNAPSHOT_SUFFIXES)]
 
 
 def manifest(run: Path, files: list[str], note: str = "") -> dict[str, Any]:
@@ -71,7 +72,7 @@ def build_partial_report(run: str | Path, config_path: str = "config/config.yaml
     run = Path(run)
     config = yaml.safe_load((run / config_path).read_text())
     present = [f for f in expected_artifacts() if (run / f).exists()]
-    write_report(run / "figures" / "report.html", root=run,
+    write_report(run / REPORT_HTML, root=run,
                  paper_values_path=run / "reference" / "paper_values.yaml",
                  findings_path=run / "docs" / "findings.md", settings=config["report"],
                  run={"synthetic": False, "seed": config["seed"], "device": "cpu", "partial run": True},
@@ -80,8 +81,8 @@ def build_partial_report(run: str | Path, config_path: str = "config/config.yaml
 
 def publish(run: str | Path, out: str | Path = "docs/results", note: str = "") -> dict[str, Any]:
     run, out = Path(run), Path(out)
-    if not (run / "figures" / "report.html").exists():
-        raise FileNotFoundError(f"{run} holds no finished run (no figures/report.html)")
+    if not (run / REPORT_HTML).exists():
+        raise FileNotFoundError(f"{run} holds no finished run (no {REPORT_HTML})")
     files = snapshot_files(run)
     size = sum((run / f).stat().st_size for f in files)
     if size > MAX_BYTES:
