@@ -185,7 +185,7 @@ class ExtraArtifact:
     caption: str
     summary: str
     built_by: int | None = None
-    #: for a family of files, one per model (``sandwich_{model}``): the file the README names
+    #: for a family of files, one per experiment (``sandwich_{name}``): the file the README names
     example: str | None = None
 
     @property
@@ -198,7 +198,7 @@ class ExtraArtifact:
         return tuple(f"figures/{self.example or self.key}.{suffix}" for suffix in suffixes)
 
     def matches(self, key: str) -> bool:
-        """``key`` is this artifact, or a member of its family (``sandwich_{model}``)."""
+        """``key`` is this artifact, or a member of its family (``sandwich_{name}``)."""
         if "{" not in self.key:
             return key == self.key
         prefix = self.key.split("{", 1)[0]
@@ -212,10 +212,12 @@ EXTRAS: tuple[ExtraArtifact, ...] = (
     ExtraArtifact("comparison_chapters34", "table", 4, "Chapters 3-4",
                   "Our numbers of Tables 3.1, 4.2 and 4.3 beside the published ones, with the report's verdicts",
                   "our numbers beside the published ones"),
-    ExtraArtifact("sandwich_{model}", "figure", 5, "Sandwich (per model)",
+    ExtraArtifact("sandwich_{name}", "figure", 5, "Sandwich (per experiment)",
                   "Per test sample, sorted by the best attack: the thesis bound, the sound corrected bound, the "
-                  "certified radius, every minimal-L2 attack and FGS (beyond the thesis)",
-                  "thesis bound, sound bound, certified radius, attacks, per sample (one per model)",
+                  "certified radius, the exact minimum where known, every minimal-L2 attack and FGS (beyond the "
+                  "thesis); one per Table 3.1 test, Table 4.2 test, trained MLP and CNN",
+                  "thesis bound, sound bound, certified radius, exact minimum, attacks, per sample (one per "
+                  "experiment of Chapters 3-5)",
                   built_by=5, example="sandwich_lenet5"),
     ExtraArtifact("sandwich_summary", "table", 5, "Sandwich summary",
                   "How tight are the bounds? Medians of every lower bound and attack, their ratios, and the "
@@ -312,13 +314,13 @@ def report_inputs(targets: Iterable[str], exclude: Iterable[str] = ()) -> list[s
 
 def source_files(config: Mapping[str, Any]) -> list[str]:
     """Per-model files the report reads besides the figures, for the models the config trains."""
-    from advbounds.config import sandwich_models
+    from advbounds.config import sandwich_experiments
 
     trained = (config.get("chapter5") or {}).get("models", {})
     models = [m for m in SOURCE_MODELS if m in trained]
-    # the per-sample sandwich of every network, for the "Beyond the thesis" section
+    # the per-sample sandwich of every experiment, for the "Beyond the thesis" section
     return [f"results/attacks/{m}.csv" for m in models] + [f"results/models/{m}.metrics.json" for m in models] + \
-        [f"results/sandwich/{m}.csv" for m in sandwich_models(config)]
+        [f"results/sandwich/{name}.csv" for name in sandwich_experiments(config)]
 
 
 def _gallery_file(path: str) -> str | None:
