@@ -117,3 +117,172 @@ def test_bounds_frame_adds_the_sound_bound_and_the_certified_radius_of_the_first
     # LRN has no bound operator in the verifier: "not certified" (NaN), never a guess
     lrn = bounds_frame(build_model("lenet_lrn1", seed=0), x, y, modes=("thesis",), certify=certify)
     assert lrn["radius_certified"].isna().all() and "bound_corrected" not in lrn
+
+
+# ------------------------------------------------------------------------------------------------
+# Chapters 3-4 (advbounds.experiments.sandwich34)
+# ------------------------------------------------------------------------------------------------
+
+SMALL_ATTACKS = {"samples": {"cpu": 5, "cuda": 5},
+                 "attacks": {"deepfool": {"steps": 20}, "ddn": {"steps": 40}, "fmn": {"steps": 40}}}
+
+
+def _random_linear(seed: int, classes: int, dim: int, batch: int):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    W = torch.rand(classes, dim, generator=g, dtype=torch.float64) * 2 - 1
+    b = torch.rand(classes, generator=g, dtype=torch.float64) * 2 - 1
+    x = torch.rand(batch, dim, generator=g, dtype=torch.float64) * 2 - 1
+    return W, b, x
+
+
+def test_the_linear_closed_form_equals_the_least_distance_qps_and_a_brute_force_search():
+    """Two independent checks of rho(x) = min_j (f_c - f_j) / ||w_c - w_j||: the QP solver of
+    advbounds.attacks (minimum over target cells) and, in the plane, the exit time of the class-c
+    cell along 200,000 directions, whose minimum approaches rho from above."""
+    import torch
+
+    from advbounds.attacks import exact_minimal_perturbation_linear
+    from advbounds.experiments.sandwich34 import linear_exact_minimum
+
+    for classes, dim in ((5, 2), (50, 2), (5, 20), (2, 3)):
+        W, b, x = _random_linear(classes + dim, classes, dim, 16)
+        rho = linear_exact_minimum(W, b, x)
+        qp = exact_minimal_perturbation_linear(W, b, x).norm
+        torch.testing.assert_close(rho, qp, rtol=1e-9, atol=0.0)
+    W, b, x = _random_linear(7, 6, 2, 8)
+    rho = linear_exact_minimum(W, b, x)
+    angles = torch.linspace(0, 2 * np.pi, 200_001, dtype=torch.float64)[:-1]
+    u = torch.stack([angles.cos(), angles.sin()], dim=1)  # [U, 2]
+    logits = x @ W.T + b
+    c = logits.argmax(dim=1)
+    gap = logits.gather(1, c[:, None]) - logits  # [B, C]
+    slope = torch.einsum("bcd,ud->buc", W[c][:, None, :] - W[None, :, :], u)  # d/dt g_j(x + t u)
+    exit_time = torch.where(slope < 0, gap[:, None, :] / -slope, torch.full_like(slope, np.inf)).amin(dim=2)
+    brute = exit_time.amin(dim=1)
+    assert (rho <= brute * (1 + 1e-12)).all()
+    assert (brute <= rho * (1 + 1e-6)).all()
+    # the minimiser changes the label just past the boundary: rho is attained, not only a bound
+    j = torch.where(gap > 0, gap / (W[c][:, None, :] - W[None]).norm(dim=2), torch.full_like(gap, np.inf)).argmin(1)
+    direction = W[j] - W[c]
+    step = x + (rho * (1 + 1e-9))[:, None] * direction / direction.norm(dim=1, keepdim=True)
+    assert ((step @ W.T + b).argmax(dim=1) != c).all()
+    # leading dimensions broadcast: K classifiers at once
+    Ws, bs, xs = zip(*(_random_linear(s, 4, 3, 5) for s in range(3)))
+    stacked = linear_exact_minimum(torch.stack(Ws), torch.stack(bs), torch.stack(xs))
+    torch.testing.assert_close(stacked, torch.stack([linear_exact_minimum(*t) for t in zip(Ws, bs, xs)]))
+    with pytest.raises(ValueError, match="need weight"):
+        linear_exact_minimum(W, b[:-1], x)
+
+
+def _random_test(kind: str, spec: dict, activation: str = "tanh"):
+    from advbounds.experiments import linear, mlp, sandwich34
+
+    settings = sandwich34.Chapters34Sandwich.from_settings(
+        {"kind": kind, "strong_attacks": SMALL_ATTACKS, "number": 1, "spec": spec, "activation": activation,
+         "dtype": "float64"})
+    attack = {"eps_max": 100.0, "tol": 1e-6}
+    if kind == "linear":
+        per_sample = linear.linear_test_frame(spec, number=1, seed=settings.test_seed(0), attack=attack)
+    else:
+        per_sample = mlp.random_mlp_test_frame(spec, number=1, seed=settings.test_seed(0), activation=activation,
+                                               attack=attack)
+    return per_sample, settings
+
+
+def _assert_exact_chain(frame: pd.DataFrame) -> None:
+    """No attack below the exact minimum; every sound lower bound at or below it."""
+    assert frame["exact_min"].notna().all() and frame["best_attack"].notna().all()
+    assert (frame["best_attack"] >= frame["exact_min"] * (1 - sandwich.RTOL)).all()
+    for lower in ("bound_corrected", "radius_certified"):
+        if lower in frame:
+            assert (frame[lower] <= frame["exact_min"] * (1 + sandwich.RTOL)).all(), lower
+    assert not sandwich.sound_violations(frame)
+
+
+def test_a_linear_tests_sandwich_has_the_exact_minimum_and_the_thesis_bound_equals_it():
+    from advbounds.experiments import sandwich34
+
+    spec = {"classifiers": 2, "samples": 3, "dim": 2, "classes": 5, "sample_interval": [-1, 1],
+            "param_interval": [-1, 1]}
+    per_sample, settings = _random_test("linear", spec)
+    frame = sandwich34.random_test_sandwich_frame(per_sample, settings, base_seed=0)
+    assert list(frame["classifier"]) == [0, 0, 0, 1, 1] and list(frame["sample"]) == [0, 1, 2, 0, 1]
+    assert {"bound_thesis", "exact_min", "attack_fgs", "attack_deepfool", "attack_ddn", "attack_fgs",
+            "best_attack"} <= set(frame) and "bound_corrected" not in frame
+    _assert_exact_chain(frame)
+    # Lemma 3.5 is exact for a linear classifier: the thesis bound is the minimum (float rounding apart)
+    np.testing.assert_allclose(frame["bound_thesis"], frame["exact_min"], rtol=1e-9)
+    # DeepFool's linearisation is the classifier itself: within its overshoot of the exact minimum
+    assert (frame["attack_deepfool"] <= frame["exact_min"] * 1.03).all()
+    # another seed draws other classifiers: the run stops instead of comparing them
+    with pytest.raises(RuntimeError, match="redrawn classifiers"):
+        sandwich34.random_test_sandwich_frame(per_sample, settings, base_seed=1)
+
+
+def test_a_tiny_relu_mlps_sandwich_stays_on_the_right_side_of_the_exact_minimum():
+    """ReLU, 2-D input, 2 x 8 hidden units: the exact reference applies; Theorem 4.2 does not, so the
+    corrected bound is the product of operator norms."""
+    from advbounds.experiments import sandwich34
+
+    spec = {"samples": 5, "dim": 2, "mlps": 1, "hidden": [8, 8], "classes": 3, "sample_interval": [-1, 1],
+            "param_interval": [-1, 1]}
+    per_sample, settings = _random_test("random_mlp", spec, activation="relu")
+    frame = sandwich34.random_test_sandwich_frame(per_sample, settings, base_seed=0)
+    assert {"bound_corrected", "radius_certified", "exact_min"} <= set(frame)
+    _assert_exact_chain(frame)
+    near = sandwich.attack_within(frame, sandwich.EXACT_CLOSE_RTOL)
+    assert near[1] == len(frame) and near[0] >= len(frame) // 2 + 1  # "on most samples"
+    assert "orders of magnitude" in sandwich.describe("tiny", frame)
+
+
+def test_a_tanh_mlps_sandwich_is_certified_but_has_no_exact_minimum():
+    from advbounds.experiments import sandwich34
+
+    spec = {"samples": 4, "dim": 2, "mlps": 2, "hidden": [10, 10, 10], "classes": 5, "sample_interval": [-1, 1],
+            "param_interval": [-1, 1]}
+    per_sample, settings = _random_test("random_mlp", spec)
+    frame = sandwich34.random_test_sandwich_frame(per_sample, settings, base_seed=0)
+    assert "exact_min" not in frame and len(frame) == 5
+    assert frame["radius_certified"].gt(0).all() and frame["bound_corrected"].gt(0).all()
+    assert not sandwich.sound_violations(frame)
+    assert np.isfinite(sandwich.gap_closed(frame))
+
+
+def test_a_trained_mlps_sandwich_reads_the_split_of_its_per_sample_frame():
+    import torch
+
+    from advbounds.experiments import mlp, sandwich34
+    from advbounds.models import build_model
+
+    g = torch.Generator().manual_seed(3)
+    data = {"x_test": torch.randn(7, 4, generator=g), "y_test": torch.randint(0, 3, (7,), generator=g)}
+    model = build_model("mlp", seed=0, in_dim=4, hidden=[5], n_classes=3, activation="tanh").eval()
+    per_sample = mlp.trained_mlp_frame(model, data, dataset="iris", split="test",
+                                       attack={"eps_max": 100.0, "tol": 1e-6})
+    settings = sandwich34.Chapters34Sandwich.from_settings(
+        {"kind": "trained_mlp", "strong_attacks": SMALL_ATTACKS, "split": "test", "dtype": "float64"})
+    frame = sandwich34.trained_mlp_sandwich_frame(per_sample, model, data["x_test"], settings)
+    assert list(frame["sample"]) == [0, 1, 2, 3, 4]
+    assert frame["radius_certified"].gt(0).all() and not sandwich.sound_violations(frame)
+    with pytest.raises(ValueError, match="not its split"):
+        sandwich34.trained_mlp_sandwich_frame(per_sample, model, data["x_test"][:3], settings)
+    with pytest.raises(ValueError, match="needs the split"):
+        sandwich34.Chapters34Sandwich.from_settings({"kind": "trained_mlp", "strong_attacks": SMALL_ATTACKS})
+
+
+def test_experiment_names_come_from_the_config_once():
+    import smoke_support as sm
+
+    from advbounds.config import chapters34_sandwiches, sandwich_experiments, sandwich_models
+
+    config = sm.load_smoke_config()
+    names = [e.name for e in chapters34_sandwiches(config)]
+    assert names[:2] == ["table_3_1_test1", "table_3_1_test2"]
+    assert len(names) == len(config["chapter3"]["tests"]) + len(config["chapter4"]["random_mlp"]["tests"]) + 3
+    assert names[-3:] == ["mlp_iris", "mlp_wine", "mlp_spambase"]
+    assert sandwich_experiments(config) == names + sandwich_models(config)
+    # a chapter without strong_attacks gets no sandwiches
+    without = {**config, "chapter3": {k: v for k, v in config["chapter3"].items() if k != "strong_attacks"}}
+    assert not any(e.chapter == 3 for e in chapters34_sandwiches(without))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 _BOOLEANS = {"true": True, "false": False}
@@ -97,6 +98,41 @@ def sandwich_models(config: Mapping[str, Any]) -> list[str]:
     ``chapter5.networks`` and ``chapter5.lrn_networks``), once each, in that order."""
     ch5 = config.get("chapter5") or {}
     return list(dict.fromkeys([*ch5.get("networks", []), *ch5.get("lrn_networks", [])]))
+
+
+@dataclass(frozen=True)
+class SandwichExperiment:
+    """One experiment of Chapters 3-4 that gets a robustness sandwich (``results/sandwich/<name>.csv``).
+
+    ``kind``: ``linear`` (a Table 3.1 test), ``random_mlp`` (a Table 4.2 test) or ``trained_mlp``
+    (a Table 4.3 MLP); ``key``: the test's 1-based number, or the data set's name."""
+
+    name: str
+    chapter: int
+    kind: str
+    key: int | str
+
+
+def chapters34_sandwiches(config: Mapping[str, Any]) -> list[SandwichExperiment]:
+    """The Chapter 3-4 experiments with a sandwich, named once here for the rules, the catalog and
+    the report: ``table_3_1_test<k>`` per Table 3.1 test, ``table_4_2_test<k>`` per Table 4.2 test,
+    ``mlp_<dataset>`` per trained MLP. A chapter gets them when its config slice has
+    ``strong_attacks`` (the attacks and the sample count of its sandwiches)."""
+    out: list[SandwichExperiment] = []
+    ch3, ch4 = config.get("chapter3") or {}, config.get("chapter4") or {}
+    if "strong_attacks" in ch3:
+        out += [SandwichExperiment(f"table_3_1_test{k}", 3, "linear", k) for k in range(1, len(ch3["tests"]) + 1)]
+    if "strong_attacks" in ch4:
+        out += [SandwichExperiment(f"table_4_2_test{k}", 4, "random_mlp", k)
+                for k in range(1, len(ch4["random_mlp"]["tests"]) + 1)]
+        out += [SandwichExperiment(f"mlp_{dataset}", 4, "trained_mlp", dataset) for dataset in ch4["trained"]["datasets"]]
+    return out
+
+
+def sandwich_experiments(config: Mapping[str, Any]) -> list[str]:
+    """Every experiment with a sandwich, Chapters 3-4 first (:func:`chapters34_sandwiches`), then the
+    Chapter 5 networks (:func:`sandwich_models`): the rows of ``figures/sandwich_summary``."""
+    return [e.name for e in chapters34_sandwiches(config)] + sandwich_models(config)
 
 
 def first_samples(samples: Mapping[str, int | None], device: Any, available: int) -> int:

@@ -304,35 +304,3 @@ rule ch5_strong_attack:
     script:
         "../scripts/ch5_strong_attack.py"
 
-
-rule ch5_sandwich:
-    """Per sample: thesis bound, corrected bound, certified radius, every attack and FGS."""
-    input:
-        bounds="results/bounds/{model}.csv",
-        attacks="results/attacks/{model}.csv",
-        strong="results/strong_attacks/{model}.csv",
-    output:
-        table="results/sandwich/{model}.csv",
-        figure=artifact_files("sandwich_{model}"),
-    log:
-        "logs/ch5_sandwich/{model}.log",
-    wildcard_constraints:
-        model=CH5_MODEL_RE,
-    params:
-        **job_params("ch5_sandwich.py"),
-    script:
-        "../scripts/ch5_sandwich.py"
-
-
-rule sandwich_summary:
-    """One row per experiment: medians, neighbour ratios and violations of the chain."""
-    input:
-        sandwiches=ch5_per_model("results/sandwich/{model}.csv", sandwich_models(config)),
-    output:
-        artifact_files("sandwich_summary"),
-    log:
-        "logs/sandwich_summary.log",
-    params:
-        **job_params("sandwich_summary.py"),
-    script:
-        "../scripts/sandwich_summary.py"

@@ -9,7 +9,8 @@ import yaml
 
 from advbounds.codehash import code_fingerprint
 from advbounds.report.catalog import REPORT_HTML, artifact_files, stage_targets
-from advbounds.config import check_config, coerce_command_line_strings, sandwich_models
+from advbounds.config import (check_config, chapters34_sandwiches, coerce_command_line_strings, sandwich_experiments,
+                              sandwich_models)
 
 CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 
@@ -40,10 +41,13 @@ def get_final_output():
 def chapter_targets(chapter):
     """The final artifacts of one chapter's rules (`snakemake chapter<N>`); Chapter 5 adds the
     Figure 2.5 variants of the models config chapter5.figures.figure_2_5.extra_models names, and
-    the sandwich figure of every network of Tables 5.1-5.3."""
-    variants = [f"figure_2_5_{m}" for m in config["chapter5"]["figures"]["figure_2_5"]["extra_models"]]
-    variants += [f"sandwich_{m}" for m in sandwich_models(config)]
-    return stage_targets(chapter, variants if chapter == 5 else ())
+    the sandwich figure of every network of Tables 5.1-5.3; Chapters 3 and 4 add the sandwich
+    figure of each of their experiments."""
+    variants = [f"sandwich_{e.name}" for e in chapters34_sandwiches(config) if e.chapter == chapter]
+    if chapter == 5:
+        variants += [f"figure_2_5_{m}" for m in config["chapter5"]["figures"]["figure_2_5"]["extra_models"]]
+        variants += [f"sandwich_{m}" for m in sandwich_models(config)]
+    return stage_targets(chapter, variants)
 
 
 def job_params(script, *, settings=None, seed=False, device=False, **extra):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -22,9 +24,11 @@ STYLE = {
 }
 
 
-def sandwich_figure(frame: pd.DataFrame, title: str) -> plt.Figure:
+def sandwich_figure(frame: pd.DataFrame, title: str, labels: Mapping[str, str] | None = None) -> plt.Figure:
     """Samples sorted by their best attack on the x axis; each quantity a curve on a log y axis.
-    Samples where a quantity is missing (no flip, not certified) leave a gap in its curve."""
+    Samples where a quantity is missing (no flip, not certified) leave a gap in its curve.
+    ``labels``: legend labels that replace ``STYLE``'s (the thesis bound of a linear classifier is
+    Lemma 3.5's, not Algorithm 5.1's)."""
     order = frame.sort_values("best_attack", na_position="last").reset_index(drop=True)
     x = np.arange(len(order))
     fig, ax = plt.subplots(figsize=(9.0, 4.2), constrained_layout=True)
@@ -34,6 +38,7 @@ def sandwich_figure(frame: pd.DataFrame, title: str) -> plt.Figure:
         if values.notna().sum() == 0:
             continue
         label, colour, style = STYLE.get(column, (column.removeprefix("attack_"), None, ":"))
+        label = (labels or {}).get(column, label)
         ax.plot(x, values, style, color=colour, label=label, lw=1.6 if column in STYLE else 0.9,
                 alpha=1.0 if column in STYLE else 0.7)
     ax.set_yscale("log")

@@ -202,7 +202,7 @@ class ExtraArtifact(_Staged):
     caption: str
     summary: str
     built_by: int | None = None
-    #: for a family of files, one per model (``sandwich_{model}``): the file the README names
+    #: for a family of files, one per experiment (``sandwich_{name}``): the file the README names
     example: str | None = None
     #: for a table of the report's verdicts: the thesis items whose verdicts it gathers, in order
     compares: tuple[str, ...] = ()
@@ -212,7 +212,7 @@ class ExtraArtifact(_Staged):
         return artifact_paths(self.example or self.key, self.kind)
 
     def matches(self, key: str) -> bool:
-        """``key`` is this artifact, or a member of its family (``sandwich_{model}``)."""
+        """``key`` is this artifact, or a member of its family (``sandwich_{name}``)."""
         if "{" not in self.key:
             return key == self.key
         prefix = self.key.split("{", 1)[0]
@@ -227,10 +227,12 @@ EXTRAS: tuple[ExtraArtifact, ...] = (
                   "Our numbers of Tables 3.1, 4.2 and 4.3 beside the published ones, with the report's verdicts",
                   "our numbers beside the published ones",
                   compares=("table_3_1", "table_4_2", "table_4_3", "section_4_3_2")),
-    ExtraArtifact("sandwich_{model}", "figure", 5, "Sandwich (per model)",
+    ExtraArtifact("sandwich_{name}", "figure", 5, "Sandwich (per experiment)",
                   "Per test sample, sorted by the best attack: the thesis bound, the sound corrected bound, the "
-                  "certified radius, every minimal-L2 attack and FGS (beyond the thesis)",
-                  "thesis bound, sound bound, certified radius, attacks, per sample (one per model)",
+                  "certified radius, the exact minimum where known, every minimal-L2 attack and FGS (beyond the "
+                  "thesis); one per Table 3.1 test, Table 4.2 test, trained MLP and CNN",
+                  "thesis bound, sound bound, certified radius, exact minimum, attacks, per sample (one per "
+                  "experiment of Chapters 3-5)",
                   built_by=5, example="sandwich_lenet5"),
     ExtraArtifact("sandwich_summary", "table", 5, "Sandwich summary",
                   "How tight are the bounds? Medians of every lower bound and attack, their ratios, and the "
@@ -341,13 +343,13 @@ def report_inputs(targets: Iterable[str], exclude: Iterable[str] = ()) -> list[s
 
 def source_files(config: Mapping[str, Any]) -> list[str]:
     """Per-model files the report reads besides the figures: the items' ``sources`` of the models
-    the config trains, and the per-sample sandwich of every network ("Beyond the thesis")."""
-    from advbounds.config import sandwich_models
+    the config trains, and the per-sample sandwich of every experiment ("Beyond the thesis")."""
+    from advbounds.config import sandwich_experiments
 
     trained = (config.get("chapter5") or {}).get("models", {})
     files = [path for item in CATALOG for path in item.sources
              if path.rpartition("/")[2].split(".", 1)[0] in trained]
-    return files + [f"results/sandwich/{m}.csv" for m in sandwich_models(config)]
+    return files + [f"results/sandwich/{name}.csv" for name in sandwich_experiments(config)]
 
 
 def _gallery_file(path: str) -> str | None:
