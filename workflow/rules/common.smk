@@ -9,7 +9,16 @@ import yaml
 
 from advbounds.codehash import code_fingerprint
 from advbounds.report.catalog import artifact_files, stage_targets
-from advbounds.config import check_config, coerce_command_line_strings, sandwich_models
+from advbounds.config import (
+    check_config,
+    coerce_command_line_strings,
+    example_figure_settings,
+    iterative_figure_settings,
+    kernel_scaling_settings,
+    regularization_ells,
+    sandwich_models,
+    trained_mlp_settings,
+)
 
 CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 
