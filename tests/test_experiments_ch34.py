@@ -23,9 +23,10 @@ from advbounds.experiments.deviations import (
     summarize,
 )
 from advbounds.experiments.stacked import StackedMLP, stacked_search
+from advbounds.settings import SearchSettings, TrainingSettings
 
 
-ATTACK = {"eps_max": 100.0, "tol": 1e-7}
+ATTACK = SearchSettings(eps_max=100.0, tol=1e-7)
 
 
 def linear_spec(**overrides):
@@ -76,8 +77,8 @@ def test_stacked_mlp_refuses_other_batch_shapes():
 def test_stacked_search_equals_per_model_search():
     models, x = draw_random_test(n_models=4, n_samples=6, dim=3, n_classes=4, hidden=[6, 6],
                                  sample_interval=[-1, 1], param_interval=[-1, 1], seed=11)
-    batched = stacked_search(models, x, method="fgs", eps_max=20.0, tol=1e-8)
-    single = [minimal_epsilon_search(m, xs, method="fgs", eps_max=20.0, tol=1e-8) for m, xs in zip(models, x)]
+    batched = stacked_search(models, x, SearchSettings(method="fgs", eps_max=20.0, tol=1e-8))
+    single = [minimal_epsilon_search(m, xs, SearchSettings(method="fgs", eps_max=20.0, tol=1e-8)) for m, xs in zip(models, x)]
     for field in ("eps", "perturbation_norm"):
         expected = torch.cat([getattr(r, field) for r in single])
         torch.testing.assert_close(getattr(batched, field), expected, rtol=1e-9, atol=1e-12, equal_nan=True)
@@ -150,7 +151,7 @@ def test_exact_never_below_bound_and_fgs_never_below_exact(seed, dim, classes):
     layer = models[0][0]
     bound = linear_output_bound(layer.weight, layer.bias, x[0])
     exact = exact_minimal_perturbation_linear(layer.weight, layer.bias, x[0]).norm
-    fgs = minimal_epsilon_search(models[0], x[0], method="fgs", eps_max=1e3, tol=1e-9)
+    fgs = minimal_epsilon_search(models[0], x[0], SearchSettings(method="fgs", eps_max=1e3, tol=1e-9))
     assert torch.all(exact >= bound - 1e-9 * (1 + bound))
     flipped = fgs.flipped
     assert torch.all(fgs.perturbation_norm[flipped] >= exact[flipped] - 1e-7)
@@ -184,8 +185,8 @@ def test_deviations_long_has_both_kinds():
 
 
 def test_figure_3_1_example_geometry():
-    example = linear.figure_3_1_example({"sample_interval": [-1, 1], "param_interval": [-1, 1],
-                                         "attack": {"eps_max": 100.0, "tol": 1e-10}}, seed=4)
+    example = linear.figure_3_1_example(sample_interval=[-1, 1], param_interval=[-1, 1],
+                                        attack=SearchSettings(eps_max=100.0, tol=1e-10), seed=4)
     w, b, x, r, q = (np.asarray(example[k]) for k in ("w", "b", "x", "r", "q"))
     assert w @ (x + r) + b == pytest.approx(0.0, abs=1e-12)  # x + r lies on the decision line (eq. 3.7)
     assert np.linalg.norm(r) == pytest.approx(example["r_norm"])
@@ -234,8 +235,8 @@ def test_activation_curves():
 
 def test_random_mlp_test_frame_and_table_4_2():
     spec = mlp_spec()
-    frame = mlp.random_mlp_test_frame(spec, number=3, seed=5, activation="tanh", attack={"eps_max": 10.0, "tol": 1e-6},
-                                      reference_attack={"eps_max": 1.0, "tol": 1e-6})
+    frame = mlp.random_mlp_test_frame(spec, number=3, seed=5, activation="tanh", attack=SearchSettings(eps_max=10.0, tol=1e-6),
+                                      reference_attack=SearchSettings(eps_max=1.0, tol=1e-6))
     assert list(frame.columns) == list(mlp.RANDOM_SAMPLE_COLUMNS) + list(mlp.REFERENCE_COLUMNS)
     assert len(frame) == 12 and frame["M"].gt(0).all()
     flipped = frame["fgs_flipped"]
@@ -255,7 +256,7 @@ def test_random_mlp_test_frame_and_table_4_2():
 
 def test_random_mlp_eps_max_override():
     spec = mlp_spec(eps_max=1e-6)
-    frame = mlp.random_mlp_test_frame(spec, number=1, seed=5, activation="tanh", attack={"eps_max": 10.0, "tol": 1e-9})
+    frame = mlp.random_mlp_test_frame(spec, number=1, seed=5, activation="tanh", attack=SearchSettings(eps_max=10.0, tol=1e-9))
     assert not frame["fgs_flipped"].any()  # nothing flips within 1e-6: reported, not hidden
     table = mlp.table_4_2([spec], [frame], atol=1e-9)
     assert table.iloc[0]["Flipped"] == "0/12" and math.isnan(table.iloc[0]["Mean"])
@@ -264,10 +265,10 @@ def test_random_mlp_eps_max_override():
 @pytest.fixture(scope="module")
 def trained_blobs():
     data = blobs()
-    model, metrics, kwargs = mlp.train_mlp(data, hidden=[5, 3], activation="tanh",
-                                           training={"optimizer": "adam", "lr": 0.02, "batch_size": 16,
-                                                     "iterations": 150},
-                                           seed=mlp.model_seed(1, "blobs"), device="cpu")
+    model, kwargs, metrics = mlp.train_mlp(data, hidden=[5, 3], activation="tanh",
+                                           training=TrainingSettings(optimizer="adam", lr=0.02, batch_size=16,
+                                                                     iterations=150, seed=mlp.model_seed(1, "blobs")),
+                                           device="cpu")
     return data, model, metrics, kwargs
 
 
@@ -284,8 +285,8 @@ def test_train_mlp_and_accuracy_table(trained_blobs):
 
 def test_trained_mlp_frame_and_table_4_3(trained_blobs):
     data, model, _, _ = trained_blobs
-    frame = mlp.trained_mlp_frame(model, data, dataset="wine", split="test", attack={"eps_max": 100.0, "tol": 1e-6},
-                                  reference_attack={"eps_max": 1.0, "tol": 1e-6})
+    frame = mlp.trained_mlp_frame(model, data, dataset="wine", split="test", attack=SearchSettings(eps_max=100.0, tol=1e-6),
+                                  reference_attack=SearchSettings(eps_max=1.0, tol=1e-6))
     assert len(frame) == len(data["x_test"])
     assert (frame["true_label"].to_numpy() == data["y_test"].numpy()).all()
     assert (frame.loc[frame["fgs_flipped"], "deviation"] >= 0).all()
@@ -304,9 +305,10 @@ def test_split_data_all_concatenates_every_split():
 
 def test_regularization_point_at_zero_retrains_the_plain_model(trained_blobs):
     data, _, metrics, _ = trained_blobs
-    training = {"optimizer": "adam", "lr": 0.02, "batch_size": 16, "iterations": 150}
+    training = TrainingSettings(optimizer="adam", lr=0.02, batch_size=16, iterations=150,
+                                seed=mlp.model_seed(1, "blobs"))
     point = mlp.regularization_point(data, dataset="iris", ell=0.0, hidden=[5, 3], activation="tanh", training=training,
-                                     seed=mlp.model_seed(1, "blobs"), attack={"eps_max": 1.0, "tol": 1e-3})
+                                     attack=SearchSettings(eps_max=1.0, tol=1e-3))
     assert set(point) == set(mlp.REGULARIZATION_COLUMNS)
     assert point["test_accuracy"] == metrics["test_accuracy"]
     for key in ("accuracy", "fgs_error_rate", "fgv_error_rate"):
@@ -314,10 +316,6 @@ def test_regularization_point_at_zero_retrains_the_plain_model(trained_blobs):
     assert point["samples"] == 120
     frame = mlp.regularization_frame([point, {**point, "ell": -1.0}])
     assert list(frame["ell"]) == [-1.0, 0.0]
-
-
-def test_format_ell():
-    assert [mlp.format_ell(v) for v in (0, 0.01, 1.0, 3)] == ["0", "0.01", "1", "3"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -361,8 +359,8 @@ def test_figures_render(tmp_path):
     from advbounds.plotting import chapters34
 
     use_style()
-    example = linear.figure_3_1_example({"sample_interval": [-1, 1], "param_interval": [-1, 1],
-                                         "attack": {"eps_max": 100.0, "tol": 1e-9}}, seed=2)
+    example = linear.figure_3_1_example(sample_interval=[-1, 1], param_interval=[-1, 1],
+                                        attack=SearchSettings(eps_max=100.0, tol=1e-9), seed=2)
     save_figure(chapters34.figure_3_1(example), [tmp_path / "f31.png"])
     curves = activations.activation_curves(["sigmoid", "tanh"], -3, 3, 31)
     save_figure(chapters34.figure_2_1(curves), [tmp_path / "f21.png"])

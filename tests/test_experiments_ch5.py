@@ -14,10 +14,11 @@ from torch import nn
 from advbounds import training
 from advbounds.experiments import cnn
 from advbounds.models import build_model
+from advbounds.settings import SearchSettings, TrainingSettings
 
 CPU = torch.device("cpu")
-ATTACK = {"method": "fgs", "eps_max": 100.0, "tol": 1e-4, "clip": None, "loss_label": "predicted",
-          "search": "bisection", "batch_size": 64}
+ATTACK = SearchSettings(method="fgs", eps_max=100.0, tol=1e-4, clip=None, loss_label="predicted",
+                        search="bisection", batch_size=64)
 
 
 def digits(n: int = 96, seed: int = 0, size: int = 28, channels: int = 1, n_classes: int = 4) -> dict:
@@ -35,14 +36,14 @@ def digits(n: int = 96, seed: int = 0, size: int = 28, channels: int = 1, n_clas
 
 
 TINY_LENET = {"conv_channels": [4, 6], "hidden": 16}
-TRAIN = {"optimizer": "adam", "lr": 0.003, "batch_size": 16, "iterations": 60}
+TRAIN = TrainingSettings(optimizer="adam", lr=0.003, batch_size=16, iterations=60)
 
 
 @pytest.fixture(scope="module")
 def trained_lenet():
     data = digits()
-    model, kwargs, metrics = cnn.train_cnn("lenet5", data, {"architecture": TINY_LENET, "training": TRAIN},
-                                           seed=3, device=CPU, progress=False)
+    model, kwargs, metrics = cnn.train_cnn("lenet5", data, TINY_LENET, TRAIN.replace(seed=3), device=CPU,
+                                           progress=False)
     return model, data, kwargs, metrics
 
 
@@ -52,15 +53,14 @@ def trained_lenet():
 
 
 def test_inv_policy_matches_caffe_formula():
-    s = training.resolve_settings({"iterations": 10, "lr": 0.01, "lr_policy": "inv", "lr_gamma": 1e-4,
-                                   "lr_power": 0.75})
+    s = TrainingSettings(iterations=10, lr=0.01, lr_policy="inv", lr_gamma=1e-4, lr_power=0.75)
     for it in (0, 1, 500, 9999):
         assert training._lr_at(s, it) == pytest.approx(0.01 * (1 + 1e-4 * it) ** -0.75, rel=1e-12)
     # lenet_solver.prototxt's rate after 10,000 iterations is 0.01 * 2^-0.75 (to 4 digits)
     assert training._lr_at(s, 10000) == pytest.approx(0.005946, abs=1e-6)
     # the default stays the multistep policy, unaffected
-    plain = training.resolve_settings({"iterations": 10, "lr": 0.1})
-    assert plain["lr_policy"] == "multistep" and training._lr_at(plain, 9) == 0.1
+    plain = TrainingSettings(iterations=10, lr=0.1)
+    assert plain.lr_policy == "multistep" and training._lr_at(plain, 9) == 0.1
 
 
 @pytest.mark.parametrize("bad", [
@@ -71,7 +71,7 @@ def test_inv_policy_matches_caffe_formula():
 ])
 def test_inv_policy_needs_explicit_gamma_and_power(bad):
     with pytest.raises(ValueError):
-        training.resolve_settings({"iterations": 10, **bad})
+        TrainingSettings.from_config({"iterations": 10, **bad})
 
 
 def test_training_uses_the_inv_rate(monkeypatch):
@@ -80,8 +80,8 @@ def test_training_uses_the_inv_rate(monkeypatch):
     monkeypatch.setattr(training, "_lr_at", lambda s, i: seen.append(original(s, i)) or seen[-1])
     data = digits(32)
     model = build_model("lenet5", seed=0, **cnn.model_kwargs(data, TINY_LENET))
-    settings = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_policy": "inv",
-                "lr_gamma": 0.1, "lr_power": 0.75, "batch_size": 8, "iterations": 5}
+    settings = TrainingSettings(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, lr_policy="inv",
+                                lr_gamma=0.1, lr_power=0.75, batch_size=8, iterations=5)
     training.train_classifier(model, data, settings, CPU, progress=False)
     assert seen == pytest.approx([0.01 * (1 + 0.1 * i) ** -0.75 for i in range(5)])
 
@@ -106,16 +106,14 @@ def test_train_cnn_learns_and_reports(trained_lenet):
     assert metrics["builder"] == "lenet5"
     assert metrics["n_parameters"] == sum(p.numel() for p in model.parameters())
     # same seed -> same weights
-    again, _, _ = cnn.train_cnn("lenet5", data, {"architecture": TINY_LENET, "training": TRAIN}, seed=3,
-                                device=CPU, progress=False)
+    again, _, _ = cnn.train_cnn("lenet5", data, TINY_LENET, TRAIN.replace(seed=3), device=CPU, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
 def test_train_cnn_builds_a_tiny_nin():
     data = digits(32, size=8, channels=3)
-    model, kwargs, metrics = cnn.train_cnn("cifar_nin", data, {"architecture": {"width": 0.05, "dropout": 0.5},
-                                                               "training": {**TRAIN, "iterations": 3}},
-                                           seed=0, device=CPU, progress=False)
+    model, kwargs, metrics = cnn.train_cnn("cifar_nin", data, {"width": 0.05, "dropout": 0.5},
+                                           TRAIN.replace(iterations=3, seed=0), device=CPU, progress=False)
     assert kwargs["image_size"] == 8 and model(data["x_test"][:2]).shape == (2, 4)
     assert 0 <= metrics["test_accuracy"] <= 1
 
@@ -262,7 +260,7 @@ def test_subsample_and_pick_sample(trained_lenet):
     part = cnn.subsample(x, 4, seed=2)
     assert len(part) == 4 and torch.equal(part, cnn.subsample(x, 4, seed=2)) and bool((part.diff() > 0).all())
     i = cnn.pick_sample(model, data["x_test"], data["y_test"], seed=0)
-    assert int(cnn.predict_labels(model, data["x_test"][i:i + 1], device=CPU)) == int(data["y_test"][i])
+    assert int(training.predict(model, data["x_test"][i:i + 1], CPU)) == int(data["y_test"][i])
     assert cnn.pick_sample(model, data["x_test"], data["y_test"], seed=0, sample=5) == 5
 
 
@@ -291,21 +289,21 @@ def test_attack_frame(trained_lenet, lenet_results):
     assert np.allclose(ratio, attacks.loc[flipped, "direction_norm"])
     assert (ratio <= 28 + 1e-9).all()
     with pytest.raises(ValueError, match="unknown attack settings"):
-        cnn.attack_settings({**ATTACK, "epsilon": 1})
+        SearchSettings.from_config({"eps_max": 100.0, "tol": 1e-4, "epsilon": 1})
 
 
 def test_adversarial_images_reproduce_the_attack_csv(trained_lenet, lenet_results):
     model, data = trained_lenet[0], trained_lenet[1]
     chosen = cnn.select_examples(lenet_results, 3, seed=0)
     adv = cnn.adversarial_images(model, data["x_test"][chosen], ATTACK, device=CPU)
-    assert cnn.check_reproduced(lenet_results.set_index("sample").loc[chosen], adv, atol=ATTACK["tol"])
-    labels = cnn.predict_labels(model, adv["adversarial"], device=CPU)
+    assert cnn.check_reproduced(lenet_results.set_index("sample").loc[chosen], adv, atol=ATTACK.tol)
+    labels = training.predict(model, adv["adversarial"], CPU)
     assert torch.equal(labels, adv["adv_label"])
     expected = (adv["eps"].view(-1, 1, 1, 1) * adv["perturbation"].sign()).float()
     torch.testing.assert_close(adv["perturbation"], expected, atol=1e-3, rtol=1e-5)
     tampered = lenet_results.set_index("sample").loc[chosen].copy()
     tampered["eps"] *= 2
-    assert not cnn.check_reproduced(tampered, adv, atol=ATTACK["tol"])
+    assert not cnn.check_reproduced(tampered, adv, atol=ATTACK.tol)
 
 
 def test_bounds_frame_is_a_valid_lower_bound(trained_lenet, lenet_results):
@@ -339,7 +337,7 @@ def test_measured_kernel_scaling(trained_lenet):
 
 def test_iterative_sequence(trained_lenet):
     model, data = trained_lenet[0], trained_lenet[1]
-    seq = cnn.iterative_sequence(model, data["x_test"][0], steps=3, device=CPU, **ATTACK)
+    seq = cnn.iterative_sequence(model, data["x_test"][0], ATTACK, steps=3, device=CPU)
     assert seq["images"].shape == (4, 1, 28, 28) and seq["perturbations"].shape == (4, 1, 28, 28)
     assert len(seq["labels"]) == 4 and len(seq["eps"]) == 3
     torch.testing.assert_close(seq["perturbations"][0], seq["images"][-1] - seq["images"][0])

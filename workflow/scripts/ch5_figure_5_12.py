@@ -5,6 +5,7 @@ from advbounds.jobs import run_job
 
 def main(job):
     from advbounds.artifacts import save_figure, use_style
+    from advbounds.data import load_prepared
     from advbounds.experiments import cnn
     from advbounds.io import write_frame
     from advbounds.plotting import chapter5 as plots
@@ -12,7 +13,7 @@ def main(job):
 
     use_style()
     s = job.settings
-    data = cnn.load_data(job.input.data)
+    data = load_prepared(job.input.data)
     model = load_model(job.input.model, job.device)
     x = cnn.subsample(data["x_test"], s["samples"], seed=job.seed)
     measured = cnn.measured_kernel_scaling(model, x, epsilon=s["epsilon"], device=job.device,

@@ -18,6 +18,8 @@ in those units. The choices the thesis leaves open are documented in ``docs/chap
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -29,7 +31,15 @@ import pandas as pd
 import torch
 from torch import nn
 
+from advbounds.attacks import iterative_perturbation, minimal_epsilon_search
+from advbounds.bounds import model_bounds
 from advbounds.config import first_samples
+from advbounds.data import n_classes_of
+from advbounds.models import build_model
+from advbounds.progress import progress_bar
+from advbounds.settings import SearchSettings, TrainingSettings
+from advbounds.training import predict, train_classifier
+from advbounds.verify import UnsupportedLayerError, certified_radius
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +71,6 @@ def display_name(model: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def load_data(path: str) -> dict[str, Any]:
-    """A prepared data set (``results/data/<name>.pt``), through ``advbounds.data`` when present."""
-    try:
-        from advbounds.data import load_prepared
-    except ImportError:  # pragma: no cover - the data package is the normal path
-        return torch.load(path, map_location="cpu", weights_only=True)
-    return load_prepared(path)
-
-
-
 def image_shape(data: Mapping[str, Any]) -> tuple[int, int, int]:
     """``(C, H, W)`` of the images of a prepared data set (square images are required)."""
     x = data["x_test"] if len(data.get("x_test", [])) else data["x_train"]
@@ -80,13 +80,6 @@ def image_shape(data: Mapping[str, Any]) -> tuple[int, int, int]:
     if h != w:
         raise ValueError(f"the Chapter 5 networks need square images, got {h}x{w}")
     return c, h, w
-
-
-def n_classes_of(data: Mapping[str, Any]) -> int:
-    classes = data.get("classes")
-    if classes:
-        return len(classes)
-    return int(max(int(data["y_train"].max()), int(data["y_test"].max()))) + 1
 
 
 def model_kwargs(data: Mapping[str, Any], architecture: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -104,9 +97,9 @@ def model_kwargs(data: Mapping[str, Any], architecture: Mapping[str, Any] | None
 def train_cnn(
     builder: str,
     data: Mapping[str, Any],
-    settings: Mapping[str, Any],
+    architecture: Mapping[str, Any] | None,
+    training: TrainingSettings,
     *,
-    seed: int,
     device: torch.device | str,
     checkpoint_path: str | None = None,
     code_version: str = "",
@@ -114,16 +107,12 @@ def train_cnn(
 ) -> tuple[nn.Sequential, dict[str, Any], dict[str, Any]]:
     """Build registry model ``builder`` for ``data`` and train it.
 
-    ``settings`` is one model's config entry: ``architecture`` (builder kwargs) and ``training``
-    (``advbounds.training`` settings; Caffe iterations are minibatches). The initial weights and the
-    training order depend only on ``seed``. Returns ``(model, kwargs, metrics)``.
+    ``architecture``: builder kwargs from one model's config entry; ``training``: its ``training``
+    block (Caffe iterations are minibatches). The initial weights and the training order depend
+    only on ``training.seed``. Returns ``(model, kwargs, metrics)``.
     """
-    from advbounds.models import build_model
-    from advbounds.training import train_classifier
-
-    kwargs = model_kwargs(data, settings.get("architecture"))
-    model = build_model(builder, seed=seed, **kwargs)
-    training = {"seed": int(seed), **dict(settings["training"])}
+    kwargs = model_kwargs(data, architecture)
+    model = build_model(builder, seed=training.seed, **kwargs)
     metrics = train_classifier(model, data, training, device, progress=progress, checkpoint_path=checkpoint_path,
                                code_version=code_version)
     metrics["builder"] = builder
@@ -140,13 +129,6 @@ def _batches(n: int, batch_size: int | None):
     step = n if not batch_size else int(batch_size)
     for start in range(0, n, max(1, step)):
         yield slice(start, min(n, start + step))
-
-
-@torch.no_grad()
-def predict_labels(model: nn.Module, x: torch.Tensor, *, device: torch.device | str, batch_size: int = 1000) -> torch.Tensor:
-    model = model.to(device).eval()
-    out = [model(x[s].to(device=device, dtype=torch.float32)).argmax(dim=1).cpu() for s in _batches(len(x), batch_size)]
-    return torch.cat(out)
 
 
 def bounds_frame(
@@ -175,9 +157,6 @@ def bounds_frame(
     conv2, pool2, flatten, ip1, ip2``; ``bound == kappa_scale``) and, for a network with an MLP
     tail, ``jacobian_norm`` (``||J(x)||`` of Theorem 4.2).
     """
-    from advbounds.bounds import model_bounds
-    from advbounds.progress import progress_bar
-
     model = model.to(device).eval()
     rows: list[pd.DataFrame] = []
     for part in progress_bar(list(_batches(len(x), batch_size)), desc="bounds", disable=not progress):
@@ -237,8 +216,6 @@ def certified_radii(model: nn.Module, x: torch.Tensor, config: CertifyConfig, *,
     """``radius_certified`` per sample of ``x`` (pixel units): the certified L2 radius for the first
     ``config.sample_count`` samples, NaN for the rest, all NaN (with a warning) when the model has a
     layer the verifier does not support."""
-    from advbounds.verify import UnsupportedLayerError, certified_radius
-
     radii = np.full(len(x), np.nan)
     n = config.sample_count(device, len(x))
     try:
@@ -263,45 +240,26 @@ def kappa_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith(KAPPA_PREFIX)]
 
 
-def attack_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of ``minimal_epsilon_search`` from the config's ``attack`` slice."""
-    known = ("method", "eps_max", "tol", "clip", "loss_label", "batch_size", "search", "grid_points")
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        raise ValueError(f"unknown attack settings {unknown}; valid: {', '.join(known)}")
-    kwargs = {k: settings[k] for k in known if k in settings}
-    if kwargs.get("clip") is not None:
-        kwargs["clip"] = tuple(float(v) for v in kwargs["clip"])
-    for key in ("eps_max", "tol"):
-        if key in kwargs:
-            kwargs[key] = float(kwargs[key])
-    return kwargs
-
-
 def attack_frame(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    settings: Mapping[str, Any],
+    settings: SearchSettings,
     *,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> pd.DataFrame:
     """Minimal FGS epsilon (Algorithm 2.1) for every sample, one row per sample.
 
-    ``settings``: the config's ``attack`` slice (``method``, ``eps_max``, ``tol``, ``clip``,
-    ``loss_label``, ``batch_size``, ``search``, ``grid_points``). Columns: ``sample``,
+    ``settings``: the config's ``attack`` block. Columns: ``sample``,
     ``true_label``, then every field of ``advbounds.attacks.AttackResult.to_frame()``: ``eps``
     (NaN when not flipped), ``eps_lower``, ``perturbation_norm`` (``eps * ||sign(grad)||_2``),
     ``orig_label``, ``adv_label``, ``flipped``, ``flips_at_eps_max``, ``consistent``,
     ``direction_norm``.
     """
-    from advbounds.attacks import minimal_epsilon_search
-
     model = model.to(device).eval()
-    kwargs = attack_settings(settings)
-    labels = y.to(device) if kwargs.get("loss_label") == "true" else None
-    result = minimal_epsilon_search(model, x.to(dtype=torch.float32), labels=labels, progress=progress, **kwargs)
+    labels = y.to(device) if settings.loss_label == "true" else None
+    result = minimal_epsilon_search(model, x.to(dtype=torch.float32), settings, labels=labels, progress=progress)
     frame = result.to_frame()
     frame.insert(0, "true_label", y.cpu().numpy().astype(int))
     frame.insert(0, "sample", np.arange(len(x)))
@@ -464,8 +422,6 @@ def load_entries(models: Sequence[str], *, attacks: Sequence[str], bounds: Seque
     """Read the per-model files a table or figure needs into the ``entries`` of :func:`table_5_1`
     and friends: ``name``, ``model``, ``attacks``, ``bounds`` and, from the metrics JSON,
     ``shape``, ``accuracy`` and ``classes``."""
-    import json
-
     entries = []
     for i, model in enumerate(models):
         entry: dict[str, Any] = {"model": model, "name": display_name(model), "attacks": pd.read_csv(attacks[i])}
@@ -516,23 +472,20 @@ def select_examples(attacks: pd.DataFrame, n: int, seed: int) -> list[int]:
 
 
 def adversarial_images(
-    model: nn.Module, x: torch.Tensor, settings: Mapping[str, Any], *, device: torch.device | str = "cpu",
+    model: nn.Module, x: torch.Tensor, settings: SearchSettings, *, device: torch.device | str = "cpu",
     y: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Rebuild the FGS adversarial images of chosen samples (Figures 5.8, 5.9).
 
     Runs the same minimal-epsilon search as :func:`attack_frame` on just these samples (the search
     is elementwise, so a sample's result does not depend on its batch) and returns ``adversarial``
-    (``x + eps * sign(grad)`` as the model saw it, not clipped unless ``settings["clip"]``),
+    (``x + eps * sign(grad)`` as the model saw it, not clipped unless ``settings.clip``),
     ``perturbation``, ``eps``, ``orig_label``, ``adv_label`` and ``flipped``, all on the CPU.
     """
-    from advbounds.attacks import minimal_epsilon_search
-
     model = model.to(device).eval()
-    kwargs = attack_settings(settings)
-    labels = y.to(device) if kwargs.get("loss_label") == "true" and y is not None else None
+    labels = y.to(device) if settings.loss_label == "true" and y is not None else None
     x = x.to(dtype=torch.float32)
-    result = minimal_epsilon_search(model, x, labels=labels, return_adversarial=True, **kwargs)
+    result = minimal_epsilon_search(model, x, settings, labels=labels, return_adversarial=True)
     adversarial = result.adversarial.detach().cpu().float()
     return {
         "adversarial": adversarial,
@@ -575,7 +528,7 @@ def pick_sample(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int
     classified one ("a random sample X from the dataset", Section 2.7)."""
     if sample is not None:
         return int(sample)
-    correct = torch.nonzero(predict_labels(model, x, device=device) == y.cpu()).flatten().numpy()
+    correct = torch.nonzero(predict(model.to(device), x, device) == y.to(x.device)).flatten().cpu().numpy()
     pool = correct if len(correct) else np.arange(len(x))
     return int(np.random.default_rng(seed).choice(pool))
 
@@ -602,8 +555,6 @@ def conv_layer_names(model: nn.Sequential) -> list[str]:
 def scaled_copy(model: nn.Sequential, layer_names: Sequence[str], factor: float) -> nn.Sequential:
     """A deep copy of ``model`` whose named convolution kernels (weights only, as in Section 5.4)
     are multiplied by ``factor``."""
-    import copy
-
     clone = copy.deepcopy(model)
     modules = dict(clone.named_children())
     with torch.no_grad():
@@ -627,7 +578,7 @@ def measured_kernel_scaling(
     """
     names = conv_layer_names(model)
     y = torch.zeros(len(x), dtype=torch.long)
-    base_pred = predict_labels(model, x, device=device)
+    base_pred = predict(model.to(device), x, device).cpu()
     base = None
     frames = []
     for n in range(len(names) + 1):
@@ -756,49 +707,29 @@ def figure_5_13_data(bounds: pd.DataFrame, *, alpha: float, delta: float, kappa_
 
 
 def iterative_sequence(
-    model: nn.Module, x: torch.Tensor, *, steps: int, device: torch.device | str = "cpu", **search_kwargs,
+    model: nn.Module, x: torch.Tensor, settings: SearchSettings, *, steps: int, device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Section 2.7 / Figure 2.5: apply the minimal-epsilon FGS ``steps`` times to one image.
+    """Section 2.7 / Figure 2.5: apply the minimal-epsilon search (``settings``) ``steps`` times to
+    one image.
 
     Returns ``images`` ``[steps+1, C, H, W]`` (X_0 .. X_n), ``labels`` (prediction of each),
     ``eps`` (the epsilon of each step) and ``perturbations`` ``[steps+1, C, H, W]`` as the thesis
     draws them: the first is ``X_n - X_0``, the others ``X_i - X_{i-1}``.
     """
-    from advbounds.attacks import iterative_perturbation
-
     model = model.to(device).eval()
     x = x.to(device=device, dtype=torch.float32)
     if x.dim() == 3:
         x = x[None]
-    kwargs = attack_settings(search_kwargs)
-    kwargs.pop("batch_size", None)
-    result = iterative_perturbation(model, x, steps, **kwargs)
-    images = _field(result, ("images", "sequence", "xs"))
-    images = images.detach().cpu().reshape(-1, *x.shape[1:])
-    labels = _field(result, ("labels", "predictions", "preds"), required=False)
-    if labels is None:
-        labels = predict_labels(model, images, device=device)
-    eps = _field(result, ("eps", "epsilons"), required=False)
-    eps = torch.full((len(images) - 1,), math.nan) if eps is None else torch.as_tensor(eps).detach().cpu().reshape(-1)
+    result = iterative_perturbation(model, x, steps, settings)
+    images = result.images.detach().cpu().reshape(-1, *x.shape[1:])
     steps_done = images[1:] - images[:-1]
     first = (images[-1] - images[0])[None]
     return {
         "images": images,
-        "labels": torch.as_tensor(labels).detach().cpu().reshape(-1).long(),
-        "eps": eps,
+        "labels": result.labels.detach().cpu().reshape(-1).long(),
+        "eps": result.eps.detach().cpu().reshape(-1),
         "perturbations": torch.cat([first, steps_done]),
     }
-
-
-def _field(result: Any, names: Sequence[str], required: bool = True):
-    for name in names:
-        if isinstance(result, Mapping) and name in result:
-            return result[name]
-        if hasattr(result, name):
-            return getattr(result, name)
-    if required:
-        raise AttributeError(f"iterative_perturbation result has none of {list(names)}")
-    return None
 
 
 __all__ = [
@@ -809,7 +740,6 @@ __all__ = [
     "TABLE_CAPTIONS",
     "adversarial_images",
     "attack_frame",
-    "attack_settings",
     "bound_violations",
     "bounds_frame",
     "check_reproduced",
@@ -825,14 +755,11 @@ __all__ = [
     "kappa_columns",
     "kernel_scaling_gain",
     "layer_robustness_gain",
-    "load_data",
     "load_entries",
     "measured_kernel_scaling",
     "measured_layer_gain",
     "model_kwargs",
-    "n_classes_of",
     "pick_sample",
-    "predict_labels",
     "scaled_copy",
     "select_examples",
     "subsample",

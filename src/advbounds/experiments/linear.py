@@ -25,14 +25,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from advbounds.settings import SearchSettings
+
 from .deviations import (
-    attack_kwargs,
     count_violations,
     derive_seed,
     draw_random_test,
     format_interval,
     resolve_dtype,
     summarize,
+    with_spec_eps_max,
 )
 from .stacked import stacked_search
 
@@ -61,9 +63,10 @@ def test_seed(base_seed: int, number: int) -> int:
     return derive_seed(base_seed, CHAPTER, int(number))
 
 
-def linear_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, attack: Mapping[str, Any],
+def linear_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, attack: SearchSettings,
                       dtype: str = "float64", progress: bool = False) -> pd.DataFrame:
-    """Per-sample results of one Table 3.1 test (``spec``: one entry of ``chapter3.tests``).
+    """Per-sample results of one Table 3.1 test (``spec``: one entry of ``chapter3.tests``; its
+    optional ``eps_max`` overrides ``attack``'s).
 
     ``seed`` is the test's own seed (:func:`test_seed`). Bounds, FGS and exact perturbations are
     computed in ``dtype`` (float64 by default, so that round-off cannot fake a violation).
@@ -77,7 +80,7 @@ def linear_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, attack
         hidden=[], sample_interval=spec["sample_interval"], param_interval=spec["param_interval"],
         seed=seed, dtype=torch_dtype,
     )
-    fgs = stacked_search(models, x, method="fgs", progress=progress, **attack_kwargs(attack))
+    fgs = stacked_search(models, x, with_spec_eps_max(attack, spec), progress=progress)
     bounds, exact_norm, exact_target, pred = [], [], [], []
     with torch.no_grad():
         for model, xs in zip(models, x):
@@ -184,11 +187,12 @@ def deviations_long(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 
 
-def figure_3_1_example(settings: Mapping[str, Any], *, seed: int) -> dict[str, Any]:
+def figure_3_1_example(*, sample_interval: Sequence[float], param_interval: Sequence[float], attack: SearchSettings,
+                       seed: int) -> dict[str, Any]:
     """A binary linear classifier in the plane, one input, its minimal perturbation and an FGS one.
 
-    Draws ``W[2, 2], b[2]`` uniformly from ``settings['param_interval']`` and ``x`` from
-    ``settings['sample_interval']``. With ``w = w_1 - w_0`` and ``b = b_1 - b_0`` (eq. 3.2), ``r`` is
+    Draws ``W[2, 2], b[2]`` uniformly from ``param_interval`` and ``x`` from ``sample_interval``
+    (config ``chapter3.figure_3_1``; ``attack`` its ``attack`` block). With ``w = w_1 - w_0`` and ``b = b_1 - b_0`` (eq. 3.2), ``r`` is
     eq. 3.7 (``binary_minimal_perturbation``) and ``q`` the FGS perturbation found by Algorithm 2.1,
     an adversarial perturbation with ``||q|| >= ||r||`` (Lemma 3.1). Returns plain numbers and lists.
     """
@@ -196,14 +200,14 @@ def figure_3_1_example(settings: Mapping[str, Any], *, seed: int) -> dict[str, A
     from advbounds.bounds import linear_output_bound
 
     models, x = draw_random_test(
-        n_models=1, n_samples=1, dim=2, n_classes=2, hidden=[], sample_interval=settings["sample_interval"],
-        param_interval=settings["param_interval"], seed=seed, dtype=torch.float64,
+        n_models=1, n_samples=1, dim=2, n_classes=2, hidden=[], sample_interval=sample_interval,
+        param_interval=param_interval, seed=seed, dtype=torch.float64,
     )
     layer = models[0][0]
     W, bias, x0 = layer.weight.detach(), layer.bias.detach(), x[0]
     w, b = W[1] - W[0], bias[1] - bias[0]
     exact = binary_minimal_perturbation(w, b, x0)
-    fgs = minimal_epsilon_search(models[0], x0, method="fgs", **attack_kwargs(settings["attack"]))
+    fgs = minimal_epsilon_search(models[0], x0, attack)
     if not bool(fgs.flipped[0]):
         raise RuntimeError("FGS did not flip the Figure 3.1 example; raise chapter3.figure_3_1.attack.eps_max")
     _, direction = _fgs_direction(models[0], x0)

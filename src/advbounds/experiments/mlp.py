@@ -17,6 +17,7 @@ Every choice the thesis leaves open is a config value; see ``docs/chapters34.md`
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,14 +27,21 @@ import pandas as pd
 import torch
 from torch import nn
 
+from advbounds.attacks import minimal_epsilon_search
+from advbounds.bounds import linear_output_bound, mlp_bound, second_derivative_bound
+from advbounds.data import n_classes_of
+from advbounds.models import ACTIVATIONS, build_model
+from advbounds.settings import SearchSettings, TrainingSettings
+from advbounds.training import train_classifier
+
 from .deviations import (
-    attack_kwargs,
     count_violations,
     derive_seed,
     draw_random_test,
     format_interval,
     resolve_dtype,
     summarize,
+    with_spec_eps_max,
 )
 from .stacked import stacked_search
 
@@ -85,8 +93,6 @@ def _hidden_and_output(model: nn.Sequential, x: torch.Tensor) -> tuple[torch.Ten
 
 def _model_parts(model: nn.Sequential) -> tuple[list[nn.Linear], list[str]]:
     """The hidden Linear layers and activation names (``advbounds.models.ACTIVATIONS`` keys)."""
-    from advbounds.models import ACTIVATIONS
-
     names = {cls: name for name, cls in ACTIVATIONS.items()}
     children = list(model)
     linears = [m for m in children[:-1:2]]
@@ -96,16 +102,12 @@ def _model_parts(model: nn.Sequential) -> tuple[list[nn.Linear], list[str]]:
 
 def second_derivative_constant(model: nn.Sequential, relu_second_derivative: float) -> float:
     """M of Algorithm 4.1 for ``model`` (through ``advbounds.bounds.second_derivative_bound``)."""
-    from advbounds.bounds import second_derivative_bound
-
     linears, activations = _model_parts(model)
     return float(second_derivative_bound(linears, activations, relu_second_derivative=relu_second_derivative))
 
 
 def bound_parts(model: nn.Sequential, x: torch.Tensor, relu_second_derivative: float) -> dict[str, Any]:
     """Per-sample bound of Theorem 4.2 and its ingredients ``M`` and ``delta(h_L(x); f)``."""
-    from advbounds.bounds import linear_output_bound, mlp_bound
-
     with torch.no_grad():
         bound = mlp_bound(model, x, relu_second_derivative=relu_second_derivative)
         hidden, output = _hidden_and_output(model, x)
@@ -123,7 +125,7 @@ def bound_parts(model: nn.Sequential, x: torch.Tensor, relu_second_derivative: f
 
 
 def random_mlp_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, activation: str,
-                          attack: Mapping[str, Any], reference_attack: Mapping[str, Any] | None = None,
+                          attack: SearchSettings, reference_attack: SearchSettings | None = None,
                           relu_second_derivative: float = 1.0, dtype: str = "float64",
                           progress: bool = False) -> pd.DataFrame:
     """Per-sample results of one Table 4.2 test (``spec``: one entry of ``chapter4.random_mlp.tests``;
@@ -135,10 +137,8 @@ def random_mlp_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, ac
         hidden=spec["hidden"], sample_interval=spec["sample_interval"], param_interval=spec["param_interval"],
         activation=activation, seed=seed, dtype=torch_dtype,
     )
-    attack_settings = {**attack, **({"eps_max": spec["eps_max"]} if "eps_max" in spec else {})}
-    fgs = stacked_search(models, x, method="fgs", progress=progress, **attack_kwargs(attack_settings))
-    reference = (stacked_search(models, x, method="fgs", **attack_kwargs(reference_attack))
-                 if reference_attack is not None else None)
+    fgs = stacked_search(models, x, with_spec_eps_max(attack, spec), progress=progress)
+    reference = stacked_search(models, x, reference_attack) if reference_attack is not None else None
     parts = [bound_parts(model, xs, relu_second_derivative) for model, xs in zip(models, x)]
     n_models, n_samples = x.shape[:2]
     frame = pd.DataFrame({
@@ -257,30 +257,6 @@ def table_4_2(specs: Sequence[Mapping[str, Any]], frames: Sequence[pd.DataFrame]
 # ------------------------------------------------------------------------------------------------
 
 
-#: keys every prepared data file has (docs/CONTRACTS.md, ``advbounds.data``)
-PREPARED_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "classes")
-
-
-def load_data(path: str) -> dict[str, Any]:
-    """A prepared data set (``results/data/<name>.pt``, written by ``advbounds.data.prepare_dataset``).
-
-    Read with ``torch.load(weights_only=True)`` rather than ``advbounds.data.load_prepared``, whose
-    package import pulls in torchvision (seconds per job for these small data sets); the same keys
-    are checked."""
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    missing = sorted(set(PREPARED_KEYS) - set(data)) if isinstance(data, dict) else list(PREPARED_KEYS)
-    if missing:
-        raise ValueError(f"{path} is not a prepared data set (missing {missing}); rerun prepare_data")
-    return data
-
-
-def n_classes_of(data: Mapping[str, Any]) -> int:
-    classes = data.get("classes")
-    if classes:
-        return len(classes)
-    return int(max(int(data[f"y_{s}"].max()) for s in ("train", "val", "test") if len(data.get(f"y_{s}", [])))) + 1
-
-
 def split_data(data: Mapping[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and labels of one split (``train``, ``val``, ``test``) or of ``all`` of them together
     (the "entire dataset" of Section 4.4), in the order train, val, test."""
@@ -303,50 +279,38 @@ def model_seed(base_seed: int, dataset: str) -> int:
     return derive_seed(base_seed, CHAPTER, dataset)
 
 
-def training_settings(trained: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """``chapter4.trained.training`` with the data set's own ``training`` entries on top."""
-    return {**dict(trained["training"]), **dict(trained["datasets"][dataset].get("training", {}))}
-
-
 def model_kwargs(data: Mapping[str, Any], hidden: Sequence[int], activation: str) -> dict[str, Any]:
     return {"in_dim": int(data["x_train"].shape[1]), "hidden": [int(h) for h in hidden],
             "n_classes": n_classes_of(data), "activation": activation}
 
 
-def train_mlp(data: Mapping[str, Any], *, hidden: Sequence[int], activation: str, training: Mapping[str, Any],
-              seed: int, device: torch.device | str, regularization: float = 0.0,
-              progress: bool = False) -> tuple[nn.Sequential, dict[str, Any], dict[str, Any]]:
-    """Build ``mlp(in_dim, hidden, n_classes, activation)`` (initial weights from ``seed``) and train it
-    with ``advbounds.training.train_classifier`` (``training`` settings, shuffling seeded by ``seed``;
-    ``regularization`` = the l of Section 4.4). Returns ``(model, metrics, builder kwargs)``."""
-    from advbounds.models import build_model
-    from advbounds.training import train_classifier
-
+def train_mlp(data: Mapping[str, Any], *, hidden: Sequence[int], activation: str, training: TrainingSettings,
+              device: torch.device | str, progress: bool = False) -> tuple[nn.Sequential, dict[str, Any], dict[str, Any]]:
+    """Build ``mlp(in_dim, hidden, n_classes, activation)`` (initial weights from ``training.seed``,
+    which also seeds the shuffling) and train it with ``advbounds.training.train_classifier``
+    (``training.regularization`` = the l of Section 4.4). Returns ``(model, builder kwargs,
+    metrics)``, the order of :func:`advbounds.experiments.cnn.train_cnn`."""
     kwargs = model_kwargs(data, hidden, activation)
-    model = build_model("mlp", seed=seed, **kwargs)
-    settings = {**dict(training), "seed": int(seed), "regularization": float(regularization)}
-    metrics = train_classifier(model, data, settings, device, progress=progress)
+    model = build_model("mlp", seed=training.seed, **kwargs)
+    metrics = train_classifier(model, data, training, device, progress=progress)
     metrics["n_val"] = len(data.get("x_val", []))
     metrics["n_test"] = len(data.get("x_test", []))
     model.to("cpu").eval()
-    return model, metrics, kwargs
+    return model, kwargs, metrics
 
 
 def trained_mlp_frame(model: nn.Sequential, data: Mapping[str, Any], *, dataset: str, split: str,
-                      attack: Mapping[str, Any], reference_attack: Mapping[str, Any] | None = None,
+                      attack: SearchSettings, reference_attack: SearchSettings | None = None,
                       relu_second_derivative: float = 1.0, dtype: str = "float64",
                       progress: bool = False) -> pd.DataFrame:
     """Per-sample bound (Theorem 4.2) and minimal FGS perturbation (Algorithm 2.1) of a trained MLP on
     ``split``, computed in ``dtype`` (a float64 copy of the float32 model is the same function)."""
-    from advbounds.attacks import minimal_epsilon_search
-
     torch_dtype = resolve_dtype(dtype)
     x, y = split_data(data, split)
     model = _as_dtype(model, torch_dtype)
     x = x.to(torch_dtype)
-    fgs = minimal_epsilon_search(model, x, method="fgs", progress=progress, **attack_kwargs(attack))
-    reference = (minimal_epsilon_search(model, x, method="fgs", **attack_kwargs(reference_attack))
-                 if reference_attack is not None else None)
+    fgs = minimal_epsilon_search(model, x, attack, progress=progress)
+    reference = minimal_epsilon_search(model, x, reference_attack) if reference_attack is not None else None
     parts = bound_parts(model, x, relu_second_derivative)
     frame = pd.DataFrame({
         "dataset": dataset,
@@ -365,8 +329,6 @@ def trained_mlp_frame(model: nn.Sequential, data: Mapping[str, Any], *, dataset:
 
 
 def _as_dtype(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    import copy
-
     return copy.deepcopy(model).to(dtype).requires_grad_(False).eval()
 
 
@@ -417,29 +379,29 @@ def _number(value: Any) -> float:
 
 
 def regularization_point(data: Mapping[str, Any], *, dataset: str, ell: float, hidden: Sequence[int],
-                         activation: str, training: Mapping[str, Any], seed: int, attack: Mapping[str, Any],
+                         activation: str, training: TrainingSettings, attack: SearchSettings,
                          split: str = "all", relu_second_derivative: float = 1.0, dtype: str = "float64",
                          device: torch.device | str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Train with ``L1 = L - ell * delta(h_L(x); f)`` and measure, on ``split`` ("all" = the entire
-    data set, as in Section 4.4): accuracy, the FGS and FGV adversarial error rates (fraction of
-    samples whose label Algorithm 2.1 changes within ``eps_max``) and the minimal perturbation norms.
+    """Train with ``L1 = L - ell * delta(h_L(x); f)`` (``training`` with its regularization set to
+    ``ell``) and measure, on ``split`` ("all" = the entire data set, as in Section 4.4): accuracy,
+    the FGS and FGV adversarial error rates (fraction of samples whose label Algorithm 2.1 changes
+    within ``eps_max``) and the minimal perturbation norms.
 
-    FGS searches ``eps`` (L-infinity) in ``[0, eps_max]``. FGV uses the normalized gradient
-    (``fgv_normalize=True``) so that its ``eps`` is the L2 norm, searched in ``[0, eps_max * sqrt(d)]``:
-    the L2 norm of the largest FGS perturbation, so both attacks get the same L2 budget.
+    FGS (``attack``) searches ``eps`` (L-infinity) in ``[0, eps_max]``. FGV uses the normalized
+    gradient (``fgv_normalize=True``) so that its ``eps`` is the L2 norm, searched in
+    ``[0, eps_max * sqrt(d)]``: the L2 norm of the largest FGS perturbation, so both attacks get the
+    same L2 budget.
     """
-    from advbounds.attacks import minimal_epsilon_search
-
-    model, metrics, _ = train_mlp(data, hidden=hidden, activation=activation, training=training, seed=seed,
-                                  device=device, regularization=ell, progress=progress)
+    model, _, metrics = train_mlp(data, hidden=hidden, activation=activation,
+                                  training=training.replace(regularization=float(ell)), device=device,
+                                  progress=progress)
     torch_dtype = resolve_dtype(dtype)
     x, y = split_data(data, split)
     model64 = _as_dtype(model, torch_dtype)
     x = x.to(torch_dtype)
-    kwargs = attack_kwargs(attack)
-    fgs = minimal_epsilon_search(model64, x, method="fgs", **kwargs)
-    fgv_kwargs = {**kwargs, "eps_max": kwargs["eps_max"] * math.sqrt(x.shape[1])}
-    fgv = minimal_epsilon_search(model64, x, method="fgv", fgv_normalize=True, **fgv_kwargs)
+    fgs = minimal_epsilon_search(model64, x, attack.replace(method="fgs"))
+    fgv = minimal_epsilon_search(model64, x, attack.replace(
+        method="fgv", fgv_normalize=True, eps_max=attack.eps_max * math.sqrt(x.shape[1])))
     parts = bound_parts(model64, x, relu_second_derivative)
     fgs_norm = fgs.perturbation_norm.double().cpu().numpy()
     fgv_norm = fgv.perturbation_norm.double().cpu().numpy()
@@ -467,8 +429,3 @@ def regularization_frame(points: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     order = {name: i for i, name in enumerate(dict.fromkeys([*DATASET_NAMES, *frame["dataset"]]))}
     frame = frame.assign(_order=frame["dataset"].map(order))
     return frame.sort_values(["_order", "ell"], kind="stable").drop(columns="_order").reset_index(drop=True)
-
-
-def format_ell(ell: float) -> str:
-    """The file-name form of a regularization weight (``0.1`` -> ``"0.1"``, ``2`` -> ``"2"``)."""
-    return f"{float(ell):g}"

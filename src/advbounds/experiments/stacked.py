@@ -23,6 +23,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from advbounds.attacks import AttackResult, minimal_epsilon_search
+from advbounds.settings import SearchSettings
+
 
 def _layers(model: nn.Sequential) -> tuple[list[nn.Linear], list[nn.Module]]:
     """Linear layers and the activation modules between them of ``Sequential(Linear, act, ..., Linear)``."""
@@ -81,13 +84,14 @@ class StackedMLP(nn.Module):
         return h.reshape(self.batch_size, -1)
 
 
-def stacked_search(models: Sequence[nn.Sequential], x: torch.Tensor, **search_kwargs):
+def stacked_search(models: Sequence[nn.Sequential], x: torch.Tensor, settings: SearchSettings, *,
+                   progress: bool = False) -> AttackResult:
     """:func:`advbounds.attacks.minimal_epsilon_search` for ``x[K, N, d]``: sample ``x[k, n]`` against
-    ``models[k]``. Returns the :class:`AttackResult` of the flattened ``[K*N]`` samples (model-major)."""
-    from advbounds.attacks import minimal_epsilon_search
-
+    ``models[k]``, with ``settings`` less its search policy and chunk size (plain bisection over all
+    ``K*N`` samples in one chunk, which the stacked model needs). Returns the :class:`AttackResult`
+    of the flattened ``[K*N]`` samples (model-major)."""
     if x.dim() != 3 or x.shape[0] != len(models):
         raise ValueError(f"x must have shape [K={len(models)}, N, d], got {tuple(x.shape)}")
     stacked = StackedMLP(models, x.shape[1]).to(dtype=x.dtype)
-    search_kwargs = {**search_kwargs, "search": "bisection", "batch_size": stacked.batch_size}
-    return minimal_epsilon_search(stacked, x.reshape(-1, x.shape[2]), **search_kwargs)
+    settings = settings.replace(search="bisection", batch_size=stacked.batch_size)
+    return minimal_epsilon_search(stacked, x.reshape(-1, x.shape[2]), settings, progress=progress)
