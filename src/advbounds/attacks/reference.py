@@ -17,22 +17,14 @@ from torch import nn
 from advbounds.progress import progress_bar
 from advbounds.settings import SearchSettings
 
-from .direction import (
-    attack_direction,
-    eval_mode,
-    fp32_precision,
-    model_device_dtype,
-    perturb,
-    perturbation_norm,
-    prepare_model,
-)
+from .direction import attack_direction, perturb, perturbation_norm
 from .search import (
     AttackResult,
     bisection_steps,
-    caller_memory_format,
     check_labels,
     flip_verdict,
     grid_points_eps,
+    search_setup,
     verify_in_model,
 )
 
@@ -148,19 +140,14 @@ def naive_minimal_epsilon_search(
         raise ValueError(f"the naive reference implements search in {NAIVE_SEARCH_POLICIES}, got {settings.search!r}: "
                          "regula_falsi is checked against bisection instead (docs/attacks.md)")
     check_labels(settings, x, labels)
-    device, dtype = model_device_dtype(model, x)
-    work_model, memory_format = prepare_model(model, x, settings.channels_last)
-    verify_format = caller_memory_format(x)
     rows = []
-    with eval_mode(model), eval_mode(work_model), fp32_precision(settings.allow_tf32):
+    with search_setup(model, x, settings) as run:
         for i in progress_bar(range(x.shape[0]), disable=not progress, desc=f"naive {settings.method}"):
             rows.append(
                 naive_minimal_epsilon(
-                    work_model,
-                    x[i : i + 1].to(device=device, dtype=dtype).contiguous(memory_format=memory_format),
-                    settings,
-                    label=None if labels is None else labels[i : i + 1].to(device),
-                    verify_model=model, verify_format=verify_format,
+                    run.model, run.inputs(x[i : i + 1]), settings,
+                    label=None if labels is None else labels[i : i + 1].to(run.device),
+                    verify_model=model, verify_format=run.caller_format,
                 )
             )
     out_device = x.device

@@ -69,14 +69,16 @@ epsilon observed to flip); ``False`` means the search saw the label flip back.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 from advbounds.progress import progress_bar
-from advbounds.settings import DEFAULT_VERIFY_MARGIN_ULPS, SEARCH_POLICIES, SearchSettings
+from advbounds.settings import SearchSettings
 
 from .direction import (
     attack_direction,
@@ -206,27 +208,50 @@ def minimal_epsilon_search(
     check_labels(settings, x, labels)
     if x.shape[0] == 0:
         raise ValueError("x is empty")
-    device, dtype = model_device_dtype(model, x)
-    chunk = settings.batch_size or DEFAULT_BATCH_SIZE.get(device.type, 1024)
-    work_model, memory_format = prepare_model(model, x, settings.channels_last)
-    caller_format = caller_memory_format(x)
     parts = []
-    with eval_mode(model), fp32_precision(settings.allow_tf32), progress_bar(
+    with search_setup(model, x, settings) as run, progress_bar(
         total=x.shape[0], disable=not progress, desc=f"{settings.method} {settings.search}", unit="sample"
     ) as bar:
+        chunk = settings.batch_size or DEFAULT_BATCH_SIZE.get(run.device.type, 1024)
         for start in range(0, x.shape[0], chunk):
-            xc = x[start : start + chunk].to(device=device, dtype=dtype).contiguous(memory_format=memory_format)
-            yc = None if labels is None else labels[start : start + chunk].to(device)
-            with eval_mode(work_model):
-                outcome = _search_chunk(work_model, xc, yc, settings)
+            xc = run.inputs(x[start : start + chunk])
+            yc = None if labels is None else labels[start : start + chunk].to(run.device)
+            outcome = _search_chunk(run.model, xc, yc, settings)
             part = _finish_chunk(
-                model, outcome, eps_max=settings.eps_max, clip=settings.clip, dtype=dtype,
-                memory_format=caller_format, margin_ulps=settings.verify_margin_ulps / 2,
+                model, outcome, eps_max=settings.eps_max, clip=settings.clip, dtype=run.dtype,
+                memory_format=run.caller_format, margin_ulps=settings.verify_margin_ulps / 2,
                 return_adversarial=return_adversarial,
             )
             parts.append(_to_device(part, x.device))
             bar.update(xc.shape[0])
     return AttackResult.concatenate(parts)
+
+
+@dataclass(frozen=True)
+class SearchSetup:
+    """Where a search runs: ``model`` (the caller's, or its channels-last copy), the caller's model's
+    ``device`` and ``dtype``, the layout the search feeds ``model`` (``memory_format``) and the
+    caller's own layout (``caller_format``, in which the final points are verified)."""
+
+    model: nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    memory_format: torch.memory_format
+    caller_format: torch.memory_format
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the model's device and dtype, in the search's layout."""
+        return x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+
+
+@contextlib.contextmanager
+def search_setup(model: nn.Module, x: torch.Tensor, settings: SearchSettings) -> Iterator[SearchSetup]:
+    """The model copy and layouts of a search over ``x`` (the batched one and the naive reference
+    alike), with both models in eval mode and ``settings.allow_tf32`` in force for the duration."""
+    device, dtype = model_device_dtype(model, x)
+    work_model, memory_format = prepare_model(model, x, settings.channels_last)
+    with eval_mode(model), eval_mode(work_model), fp32_precision(settings.allow_tf32):
+        yield SearchSetup(work_model, device, dtype, memory_format, caller_memory_format(x))
 
 
 def check_labels(settings: SearchSettings, x: torch.Tensor, labels: torch.Tensor | None) -> None:

@@ -117,6 +117,26 @@ def count_violations(perturbation: Any, bound: Any, atol: float) -> int:
     return int(np.sum(np.isfinite(p) & (p < b - float(atol))))
 
 
+def deviation_cells(frame: pd.DataFrame, *, atol: float) -> dict[str, Any]:
+    """The table cells Tables 3.1, 4.2 and 4.3 share, from a per-sample frame (``fgs_flipped``,
+    ``deviation``, ``fgs_norm``, ``bound``): the deviation statistics over the flipped samples
+    (``Mean`` ... ``Max``, ddof=1 std), ``Flipped`` (``k/n``) and ``Violations`` (FGS norm below the
+    bound by more than ``atol``)."""
+    flipped = frame["fgs_flipped"].astype(bool)
+    stats = summarize(frame.loc[flipped, "deviation"])
+    return {
+        **{name.capitalize(): value for name, value in stats.items()},
+        "Flipped": f"{int(flipped.sum())}/{len(frame)}",
+        "Violations": count_violations(frame["fgs_norm"], frame["bound"], atol),
+    }
+
+
+def interval_cells(spec: Mapping[str, Any]) -> dict[str, str]:
+    """The ``Sample interval`` and ``Param interval`` cells of a randomized test's ``spec``."""
+    return {"Sample interval": format_interval(spec["sample_interval"]),
+            "Param interval": format_interval(spec["param_interval"])}
+
+
 def with_spec_eps_max(attack: SearchSettings, spec: Mapping[str, Any]) -> SearchSettings:
     """``attack`` with the ``eps_max`` of a randomized test's ``spec`` where it has one (the config's
     per-test override of Tables 3.1 and 4.2)."""

@@ -30,8 +30,9 @@ from advbounds.settings import SearchSettings
 from .deviations import (
     count_violations,
     derive_seed,
+    deviation_cells,
     draw_random_test,
-    format_interval,
+    interval_cells,
     resolve_dtype,
     summarize,
     with_spec_eps_max,
@@ -129,7 +130,6 @@ def fgs_optimal_fraction(frame: pd.DataFrame, rtol: float) -> float:
 def table_3_1_row(spec: Mapping[str, Any], frame: pd.DataFrame, *, number: int, atol: float,
                   optimal_rtol: float) -> dict[str, Any]:
     flipped = frame["fgs_flipped"].astype(bool)
-    dev = summarize(frame.loc[flipped, "deviation"])
     exact_dev = summarize(frame["exact_minus_bound"])
     gap = summarize(frame.loc[flipped, "fgs_minus_exact"])
     return {
@@ -138,13 +138,8 @@ def table_3_1_row(spec: Mapping[str, Any], frame: pd.DataFrame, *, number: int, 
         "Samples": int(spec["samples"]),
         "Dim": int(spec["dim"]),
         "Classes": int(spec["classes"]),
-        "Sample interval": format_interval(spec["sample_interval"]),
-        "Param interval": format_interval(spec["param_interval"]),
-        "Mean": dev["mean"],
-        "Median": dev["median"],
-        "Std": dev["std"],
-        "Flipped": f"{int(flipped.sum())}/{len(frame)}",
-        "Violations": count_violations(frame["fgs_norm"], frame["bound"], atol),
+        **interval_cells(spec),
+        **deviation_cells(frame, atol=atol),
         "Exact - bound mean": exact_dev["mean"],
         "Exact - bound max": exact_dev["max"],
         "Exact violations": count_violations(frame["exact_norm"], frame["bound"], atol),

@@ -35,10 +35,10 @@ from advbounds.settings import SearchSettings, TrainingSettings
 from advbounds.training import train_classifier
 
 from .deviations import (
-    count_violations,
     derive_seed,
+    deviation_cells,
     draw_random_test,
-    format_interval,
+    interval_cells,
     resolve_dtype,
     summarize,
     with_spec_eps_max,
@@ -215,7 +215,6 @@ def mlp_average_deviations(frame: pd.DataFrame) -> pd.DataFrame:
 
 def table_4_2_row(spec: Mapping[str, Any], frame: pd.DataFrame, *, number: int, atol: float) -> dict[str, Any]:
     flipped = frame["fgs_flipped"].astype(bool)
-    dev = summarize(frame.loc[flipped, "deviation"])
     averages = mlp_average_deviations(frame)
     averages = averages.loc[averages["kind"] == KIND_SEARCH, "mean_deviation"]
     hidden = list(spec["hidden"])
@@ -227,13 +226,8 @@ def table_4_2_row(spec: Mapping[str, Any], frame: pd.DataFrame, *, number: int, 
         "Layers": len(hidden),
         "Units": "/".join(str(h) for h in hidden) if len(set(hidden)) > 1 else int(hidden[0]),
         "Classes": int(spec["classes"]),
-        "Sample interval": format_interval(spec["sample_interval"]),
-        "Param interval": format_interval(spec["param_interval"]),
-        "Mean": dev["mean"],
-        "Median": dev["median"],
-        "Std": dev["std"],
-        "Flipped": f"{int(flipped.sum())}/{len(frame)}",
-        "Violations": count_violations(frame["fgs_norm"], frame["bound"], atol),
+        **interval_cells(spec),
+        **deviation_cells(frame, atol=atol),
         "MLP-average std": summarize(averages)["std"],
         "Bound mean": summarize(frame["bound"])["mean"],
         "FGS norm mean": summarize(frame.loc[flipped, "fgs_norm"])["mean"],
@@ -338,13 +332,10 @@ def table_4_3(frames: Mapping[str, pd.DataFrame], *, atol: float) -> pd.DataFram
     rows = []
     for dataset, frame in frames.items():
         flipped = frame["fgs_flipped"].astype(bool)
-        dev = summarize(frame.loc[flipped, "deviation"])
         rows.append({
             "Dataset": DATASET_NAMES.get(dataset, dataset),
-            "Mean": dev["mean"], "Median": dev["median"], "Std": dev["std"], "Min": dev["min"], "Max": dev["max"],
+            **deviation_cells(frame, atol=atol),
             "Samples": len(frame),
-            "Flipped": f"{int(flipped.sum())}/{len(frame)}",
-            "Violations": count_violations(frame["fgs_norm"], frame["bound"], atol),
             "Bound mean": summarize(frame["bound"])["mean"],
             "FGS norm mean": summarize(frame.loc[flipped, "fgs_norm"])["mean"],
             **_reference_stats(frame),
