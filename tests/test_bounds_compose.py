@@ -171,7 +171,7 @@ def test_eval_mode_chunking_training_flags_and_frame():
         torch.testing.assert_close(full.kappas[label], chunked.kappas[label])
     frame = full.to_frame()
     kappa_columns = [f"kappa_{k}" for k in full.kappas]
-    assert list(frame.columns) == ["sample", "predicted", "bound", *kappa_columns, "jacobian_norm"]
+    assert list(frame.columns) == ["sample", "pred_label", "bound", *kappa_columns, "jacobian_norm"]
     assert len(frame) == 7 and frame["bound"].gt(0).all()
     exact = model_bounds(model, x, jacobian_norm="exact")
     frob = model_bounds(model, x, jacobian_norm="frobenius")

@@ -6,7 +6,7 @@ from advbounds.jobs import run_job
 def main(job):
     from advbounds.artifacts import save_figure, use_style
     from advbounds.data import load_prepared, n_classes_of
-    from advbounds.experiments import cnn
+    from advbounds.experiments import cnn, cnn_summary
     from advbounds.plotting import chapter5 as plots
     from advbounds.settings import SearchSettings
     from advbounds.training import load_model
@@ -21,7 +21,7 @@ def main(job):
     seq = cnn.iterative_sequence(model, data["x_test"][index], SearchSettings.from_config(s["attack"]),
                                  steps=s["steps"], device=job.device)
     fig = plots.iterative_figure(seq["images"], seq["perturbations"], seq["labels"], seq["eps"], classes,
-                                 title=f"{cnn.display_name(job.params['model'])}, test sample {index}")
+                                 title=f"{cnn_summary.display_name(job.params['model'])}, test sample {index}")
     save_figure(fig, job.output)
 
 

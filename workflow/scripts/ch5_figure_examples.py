@@ -12,7 +12,7 @@ def main(job):
 
     from advbounds.artifacts import save_figure, use_style
     from advbounds.data import load_prepared, n_classes_of
-    from advbounds.experiments import cnn
+    from advbounds.experiments import cnn, cnn_summary
     from advbounds.plotting import chapter5 as plots
     from advbounds.settings import SearchSettings
     from advbounds.training import load_model
@@ -23,12 +23,12 @@ def main(job):
     data = load_prepared(job.input.data)
     classes = list(data.get("classes") or range(n_classes_of(data)))
     attack = SearchSettings.from_config(s["attack"])
-    chosen = cnn.select_examples(attacks, s["n"], seed=job.seed)
+    chosen = cnn_summary.select_examples(attacks, s["n"], seed=job.seed)
     model = load_model(job.input.model, job.device)
     if chosen:
         x = data["x_test"][chosen]
         adv = cnn.adversarial_images(model, x, attack, device=job.device, y=data["y_test"][chosen])
-        cnn.check_reproduced(attacks.set_index("sample").loc[chosen], adv, log, atol=attack.tol)
+        cnn_summary.check_reproduced(attacks.set_index("sample").loc[chosen], adv, log, atol=attack.tol)
         fig = plots.adversarial_grid(x, adv["adversarial"], adv["perturbation"], adv["orig_label"],
                                      adv["adv_label"], adv["eps"], classes)
     else:

@@ -74,6 +74,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -159,13 +160,15 @@ class AttackResult:
     def __len__(self) -> int:
         return int(self.eps.shape[0])
 
-    def to_frame(self):
-        """One row per sample; every per-sample field except ``adversarial``."""
-        import pandas as pd
-
+    def to_frame(self, prefix: str = "") -> pd.DataFrame:
+        """One row per sample: every per-sample field except ``adversarial``, as the column of its
+        name. With a ``prefix`` (``"fgs_"``) every column is ``<prefix><field>``, except that
+        ``perturbation_norm`` is ``<prefix>norm``, as in the minimal-L2 attacks' frames
+        (:meth:`advbounds.attacks.MinimalAttackResult.to_frame`)."""
         return pd.DataFrame(
             {
-                f.name: getattr(self, f.name).detach().cpu().numpy()
+                f"{prefix}norm" if prefix and f.name == "perturbation_norm" else f"{prefix}{f.name}":
+                    getattr(self, f.name).detach().cpu().numpy()
                 for f in fields(self)
                 if f.name != "adversarial"
             }

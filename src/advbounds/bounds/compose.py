@@ -23,10 +23,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
+from advbounds.frames import KAPPA_PREFIX
 from advbounds.models.layers import Scale
+from advbounds.progress import progress_bar
 
 from ._common import BOUND_DTYPE, UnsupportedLayerError
 from .layers import (
@@ -203,17 +207,18 @@ class BoundResult:
     jacobian_norm: torch.Tensor | None = None
     mode: str = "thesis"
 
-    def to_frame(self):
-        """A pandas DataFrame, one row per sample: ``sample, predicted, bound, kappa_<label>...``
-        (kappa columns ordered input -> output) and ``jacobian_norm`` when there is an MLP tail."""
-        import pandas as pd
-
-        data = {"sample": range(len(self.bound)), "predicted": self.predicted.cpu().numpy(),
-                "bound": self.bound.detach().cpu().numpy()}
+    def to_frame(self, first_sample: int = 0) -> pd.DataFrame:
+        """One row per sample: ``sample`` (numbered from ``first_sample``), ``pred_label``,
+        ``bound``, ``kappa_<label>...`` (ordered input -> output) and ``jacobian_norm`` when there is
+        an MLP tail; the numbers in float64. The column contract of every bounds frame (the
+        Chapter 5 bounds CSV adds its own columns to it)."""
+        data = {"sample": np.arange(first_sample, first_sample + len(self.bound)),
+                "pred_label": self.predicted.cpu().numpy().astype(np.int64),
+                "bound": self.bound.detach().double().cpu().numpy()}
         for label, kappa in self.kappas.items():
-            data[f"kappa_{label}"] = kappa.detach().cpu().numpy()
+            data[f"{KAPPA_PREFIX}{label}"] = kappa.detach().double().cpu().numpy()
         if self.jacobian_norm is not None:
-            data["jacobian_norm"] = self.jacobian_norm.detach().cpu().numpy()
+            data["jacobian_norm"] = self.jacobian_norm.detach().double().cpu().numpy()
         return pd.DataFrame(data)
 
 
@@ -270,8 +275,6 @@ def model_bounds(model: nn.Sequential, x: torch.Tensor,
         batch_size = max(1, int(batch_size))
         chunks = range(0, x.shape[0], batch_size)
         if progress:
-            from advbounds.progress import progress_bar
-
             chunks = progress_bar(chunks, desc="bounds", unit="chunk")
         collected: dict[str, list[torch.Tensor]] = OrderedDict((step.label, []) for step in steps)
         predicted, jac_norms = [], []

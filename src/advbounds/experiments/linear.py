@@ -97,21 +97,15 @@ def linear_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, attack
     pred_label = torch.cat(pred).cpu().numpy()
     if not np.array_equal(pred_label, fgs.orig_label.cpu().numpy()):
         raise RuntimeError("the stacked search and the per-classifier predictions disagree")
-    fgs_norm = fgs.perturbation_norm.double().cpu().numpy()
-    frame = pd.DataFrame({
+    frame = pd.concat([pd.DataFrame({
         "test": int(number),
         "classifier": np.repeat(np.arange(n_models), n_samples),
         "sample": np.tile(np.arange(n_samples), n_models),
         "pred_label": pred_label,
         "bound": bound,
-        "fgs_eps": fgs.eps.double().cpu().numpy(),
-        "fgs_norm": fgs_norm,
-        "fgs_flipped": fgs.flipped.cpu().numpy(),
-        "fgs_consistent": fgs.consistent.cpu().numpy(),
-        "fgs_adv_label": fgs.adv_label.cpu().numpy(),
         "exact_norm": exact_n,
         "exact_target": torch.cat(exact_target).cpu().numpy(),
-    })
+    }), fgs.to_frame(prefix="fgs_")], axis=1)
     frame["deviation"] = frame["fgs_norm"] - frame["bound"]
     frame["exact_minus_bound"] = frame["exact_norm"] - frame["bound"]
     frame["fgs_minus_exact"] = frame["fgs_norm"] - frame["exact_norm"]

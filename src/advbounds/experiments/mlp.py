@@ -149,8 +149,8 @@ def random_mlp_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, ac
         "bound": np.concatenate([p["bound"] for p in parts]),
         "M": np.repeat([p["M"] for p in parts], n_samples),
         "delta_hidden": np.concatenate([p["delta_hidden"] for p in parts]),
-        **_attack_columns(fgs),
     })
+    frame = pd.concat([frame, fgs.to_frame(prefix="fgs_")], axis=1)
     frame["deviation"] = frame["fgs_norm"] - frame["bound"]
     return _with_reference(frame[list(RANDOM_SAMPLE_COLUMNS)], reference)
 
@@ -158,10 +158,8 @@ def random_mlp_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, ac
 def _with_reference(frame: pd.DataFrame, reference) -> pd.DataFrame:
     if reference is None:
         return frame
-    frame = frame.copy()
-    frame["ref_eps"] = reference.eps.double().cpu().numpy()
-    frame["ref_norm"] = reference.perturbation_norm.double().cpu().numpy()
-    frame["ref_flipped"] = reference.flipped.cpu().numpy()
+    ref = reference.to_frame(prefix="ref_")
+    frame = pd.concat([frame, ref[["ref_eps", "ref_norm", "ref_flipped"]]], axis=1)
     frame["ref_deviation"] = frame["ref_norm"] - frame["bound"]
     return frame
 
@@ -175,17 +173,6 @@ def _reference_stats(frame: pd.DataFrame) -> dict[str, Any]:
     stats = summarize(frame.loc[flipped, "ref_deviation"])
     return {f"Ref {name}": value for name, value in stats.items()} | {
         "Ref flipped": f"{int(flipped.sum())}/{len(frame)}"}
-
-
-def _attack_columns(result, prefix: str = "fgs") -> dict[str, np.ndarray]:
-    return {
-        f"{prefix}_eps": result.eps.double().cpu().numpy(),
-        f"{prefix}_norm": result.perturbation_norm.double().cpu().numpy(),
-        f"{prefix}_flipped": result.flipped.cpu().numpy(),
-        f"{prefix}_flips_at_eps_max": result.flips_at_eps_max.cpu().numpy(),
-        f"{prefix}_consistent": result.consistent.cpu().numpy(),
-        f"{prefix}_adv_label": result.adv_label.cpu().numpy(),
-    }
 
 
 #: ``kind`` labels of the long frames behind Figures 4.1 and 4.2
@@ -315,8 +302,8 @@ def trained_mlp_frame(model: nn.Sequential, data: Mapping[str, Any], *, dataset:
         "bound": parts["bound"],
         "M": parts["M"],
         "delta_hidden": parts["delta_hidden"],
-        **_attack_columns(fgs),
     })
+    frame = pd.concat([frame, fgs.to_frame(prefix="fgs_")], axis=1)
     frame["correct"] = frame["pred_label"] == frame["true_label"]
     frame["deviation"] = frame["fgs_norm"] - frame["bound"]
     return _with_reference(frame[list(TRAINED_SAMPLE_COLUMNS)], reference)
