@@ -275,8 +275,8 @@ def trained_blobs():
 def test_train_mlp_and_accuracy_table(trained_blobs):
     data, model, metrics, kwargs = trained_blobs
     assert kwargs == {"in_dim": 4, "hidden": [5, 3], "n_classes": 3, "activation": "tanh"}
-    assert metrics["test_accuracy"] > 0.8
-    assert metrics["n_test"] == len(data["x_test"]) and metrics["n_val"] == len(data["x_val"])
+    assert metrics.test_accuracy > 0.8
+    assert metrics.details["n_test"] == len(data["x_test"]) and metrics.details["n_val"] == len(data["x_val"])
     table = mlp.accuracy_table({"iris": metrics}, {"iris": [5, 3]})
     assert list(table.columns) == list(mlp.ACCURACY_COLUMNS)
     assert table.iloc[0]["Dataset"] == "Iris" and table.iloc[0]["Hidden"] == "(5, 3)"
@@ -310,7 +310,7 @@ def test_regularization_point_at_zero_retrains_the_plain_model(trained_blobs):
     point = mlp.regularization_point(data, dataset="iris", ell=0.0, hidden=[5, 3], activation="tanh", training=training,
                                      attack=SearchSettings(eps_max=1.0, tol=1e-3))
     assert set(point) == set(mlp.REGULARIZATION_COLUMNS)
-    assert point["test_accuracy"] == metrics["test_accuracy"]
+    assert point["test_accuracy"] == metrics.test_accuracy
     for key in ("accuracy", "fgs_error_rate", "fgv_error_rate"):
         assert 0.0 <= point[key] <= 1.0
     assert point["samples"] == 120

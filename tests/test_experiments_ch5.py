@@ -105,9 +105,9 @@ def test_model_kwargs_reads_geometry_from_the_data():
 def test_train_cnn_learns_and_reports(trained_lenet):
     model, data, kwargs, metrics = trained_lenet
     assert kwargs == {"in_channels": 1, "image_size": 28, "n_classes": 4, **TINY_LENET}
-    assert metrics["test_accuracy"] >= 0.9 and metrics["iterations"] == 60
-    assert metrics["builder"] == "lenet5"
-    assert metrics["n_parameters"] == sum(p.numel() for p in model.parameters())
+    assert metrics.test_accuracy >= 0.9 and metrics.iterations == 60
+    assert metrics.details["builder"] == "lenet5"
+    assert metrics.details["n_parameters"] == sum(p.numel() for p in model.parameters())
     # same seed -> same weights
     again, _, _ = cnn.train_cnn("lenet5", data, TINY_LENET, TRAIN.replace(seed=3), device=CPU, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
@@ -118,7 +118,7 @@ def test_train_cnn_builds_a_tiny_nin():
     model, kwargs, metrics = cnn.train_cnn("cifar_nin", data, {"width": 0.05, "dropout": 0.5},
                                            TRAIN.replace(iterations=3, seed=0), device=CPU, progress=False)
     assert kwargs["image_size"] == 8 and model(data["x_test"][:2]).shape == (2, 4)
-    assert 0 <= metrics["test_accuracy"] <= 1
+    assert 0 <= metrics.test_accuracy <= 1
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advbounds import training
+from advbounds.metrics import ModelMetrics
 from advbounds.models import build_model
 from advbounds.settings import TrainingSettings
 from advbounds.training import (
@@ -67,14 +68,14 @@ def test_mlp_learns_a_separable_problem():
     data = blobs()
     model = mlp()
     metrics = train_classifier(model, data, SETTINGS, CPU, progress=False)
-    assert metrics["train_accuracy"] >= 0.97
-    assert metrics["test_accuracy"] >= 0.95
-    assert metrics["val_accuracy"] >= 0.9
-    assert metrics["final_loss"] < 0.2
-    assert metrics["iterations"] == 200 and metrics["resumed_from"] == 0
-    assert metrics["device"] == "cpu" and metrics["seed"] == 1
-    assert metrics["loss_curve"][0][0] == 100 and metrics["loss_curve"][-1][0] == 200
-    assert metrics["loss_curve"][-1][1] < metrics["loss_curve"][0][1] + 1e-9 or metrics["final_loss"] < 0.05
+    assert metrics.train_accuracy >= 0.97
+    assert metrics.test_accuracy >= 0.95
+    assert metrics.val_accuracy >= 0.9
+    assert metrics.final_loss < 0.2
+    assert metrics.iterations == 200 and metrics.resumed_from == 0
+    assert metrics.device == "cpu" and metrics.seed == 1
+    assert metrics.loss_curve[0][0] == 100 and metrics.loss_curve[-1][0] == 200
+    assert metrics.loss_curve[-1][1] < metrics.loss_curve[0][1] + 1e-9 or metrics.final_loss < 0.05
     assert not model.training  # returned in eval mode
 
 
@@ -82,7 +83,7 @@ def test_tiny_nin_learns_a_colour_problem():
     data = tiny_images(n=96)
     metrics = train_classifier(tiny_nin(), data, TrainingSettings(lr=3e-3, batch_size=16, iterations=100, seed=0),
                                CPU, progress=False)
-    assert metrics["train_accuracy"] >= 0.95 and metrics["test_accuracy"] >= 0.9
+    assert metrics.train_accuracy >= 0.95 and metrics.test_accuracy >= 0.9
 
 
 def test_sgd_with_momentum_and_epochs():
@@ -90,9 +91,9 @@ def test_sgd_with_momentum_and_epochs():
     settings = TrainingSettings(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=20, seed=0,
                                 lr_milestones=[200], lr_gamma=0.5)
     metrics = train_classifier(mlp(), data, settings, CPU, progress=False)
-    assert metrics["iterations"] == 20 * math.ceil(len(data["x_train"]) / 32)
-    assert metrics["epochs"] == pytest.approx(20)
-    assert metrics["test_accuracy"] >= 0.95
+    assert metrics.iterations == 20 * math.ceil(len(data["x_train"]) / 32)
+    assert metrics.epochs == pytest.approx(20)
+    assert metrics.test_accuracy >= 0.95
 
 
 def test_training_is_deterministic_for_a_seed():
@@ -154,7 +155,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, monkeypat
 
     resumed = make_model()
     metrics = train_classifier(resumed, data, settings, CPU, progress=False, checkpoint_path=checkpoint)
-    assert metrics["resumed_from"] == total - every
+    assert metrics.resumed_from == total - every
     assert same_weights(resumed, reference)
 
 
@@ -169,7 +170,7 @@ def test_corrupt_or_foreign_checkpoints_are_never_used(tmp_path):
     model = mlp()
     with pytest.warns(RuntimeWarning, match="unreadable"):
         metrics = train_classifier(model, data, settings, CPU, progress=False, checkpoint_path=checkpoint)
-    assert metrics["resumed_from"] == 0 and same_weights(model, reference)
+    assert metrics.resumed_from == 0 and same_weights(model, reference)
 
     # a valid checkpoint of another run (different lr) is ignored as well
     other = settings.replace(lr=0.02, iterations=10, checkpoint_every=5)
@@ -178,7 +179,7 @@ def test_corrupt_or_foreign_checkpoints_are_never_used(tmp_path):
     model = mlp()
     with pytest.warns(RuntimeWarning, match="different"):
         metrics = train_classifier(model, data, settings, CPU, progress=False, checkpoint_path=checkpoint)
-    assert metrics["resumed_from"] == 0 and same_weights(model, reference)
+    assert metrics.resumed_from == 0 and same_weights(model, reference)
 
 
 def test_output_layer_delta_matches_a_hand_computed_value():
@@ -232,7 +233,7 @@ def test_regularized_loss_is_cross_entropy_minus_l_delta():
         for i in range(len(x))
     ])
     expected = F.cross_entropy(logits, y).item() - ell * delta.mean().item()
-    assert metrics["final_loss"] == pytest.approx(expected, rel=1e-5)
+    assert metrics.final_loss == pytest.approx(expected, rel=1e-5)
 
 
 def test_regularization_increases_the_output_margin():
@@ -337,12 +338,12 @@ def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match="different"):
         metrics = train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
                                    code_version="new")
-    assert metrics["resumed_from"] == 0
+    assert metrics.resumed_from == 0
     # the same code resumes
     interrupted_run(monkeypatch, checkpoint, code_version="new")
     metrics = train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
                                code_version="new")
-    assert metrics["resumed_from"] == 20
+    assert metrics.resumed_from == 20
 
 
 def test_equal_weights_give_a_byte_identical_model_file(tmp_path):
@@ -352,7 +353,7 @@ def test_equal_weights_give_a_byte_identical_model_file(tmp_path):
     for run in range(2):
         model = mlp()
         metrics = train_classifier(model, blobs(), SETTINGS.replace(iterations=20), CPU, progress=False)
-        assert "wall_time_s" in metrics and "resumed_from" in metrics
+        assert "wall_time_s" in metrics.to_dict() and "resumed_from" in metrics.to_dict()
         path = tmp_path / f"run{run}.pt"
         save_model(model, "mlp", {"in_dim": 4, "hidden": [8], "n_classes": 3}, path, metrics)
         files.append(path.read_bytes())
@@ -368,4 +369,19 @@ def test_training_log_names_the_settings_the_resume_point_and_the_final_accuracy
     text = caplog.text
     assert "lr=0.01" in text and "batch_size=16" in text and "iterations=30" in text
     assert "resumed from checkpoint" in text and "at iteration 20 of 30" in text
-    assert f"test {metrics['test_accuracy']:.4f}" in text and "final accuracy" in text
+    assert f"test {metrics.test_accuracy:.4f}" in text and "final accuracy" in text
+
+
+def test_model_metrics_round_trip_and_refuse_incomplete_files(tmp_path):
+    metrics = train_classifier(mlp(), blobs(), SETTINGS.replace(iterations=20), CPU, progress=False)
+    assert metrics.settings == SETTINGS.replace(iterations=20).to_dict()
+    described = metrics.with_details(dataset="blobs", n_test=3)
+    assert list(described.to_dict())[-2:] == ["dataset", "n_test"]
+    path = tmp_path / "m.metrics.json"
+    described.to_json(path)
+    assert ModelMetrics.from_json(path) == described
+    with pytest.raises(ValueError, match="measured"):
+        metrics.with_details(test_accuracy=1.0)  # a detail never overwrites what training measured
+    path.write_text('{"test_accuracy": 0.9}')
+    with pytest.raises(ValueError, match="lacks the training metrics"):
+        ModelMetrics.from_json(path)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .io import save_torch
+from .metrics import ModelMetrics
 from .models import build_model
 from .progress import progress_bar
 from .settings import TrainingSettings
@@ -183,7 +184,7 @@ def train_classifier(
     progress: bool = True,
     checkpoint_path: str | os.PathLike | None = None,
     code_version: str = "",
-) -> dict[str, Any]:
+) -> ModelMetrics:
     """Train ``model`` in place on ``data['x_train'], data['y_train']`` and return its metrics.
 
     ``settings``: :class:`advbounds.settings.TrainingSettings`. An epoch is
@@ -200,10 +201,8 @@ def train_classifier(
     library change starts afresh instead of resuming the old code's run). The final model
     is the caller's to save (``save_model``); the checkpoint is left in place.
 
-    Returns a JSON-able dict: ``train_accuracy``, ``val_accuracy``, ``test_accuracy`` (``None`` for
-    an absent or empty split), ``final_loss`` (mean of the last <= 100 iteration losses),
-    ``loss_curve`` ([iteration, mean loss] per 100 iterations), ``iterations``, ``epochs``,
-    ``resumed_from``, ``wall_time_s`` (this call), ``device``, ``seed``, ``n_train``, ``settings``.
+    Returns the run's :class:`advbounds.metrics.ModelMetrics` (accuracies per split, loss curve,
+    iterations, resume point, wall time, device, seed, training-set size and the settings).
     """
     if not isinstance(settings, TrainingSettings):
         raise TypeError(f"settings must be a TrainingSettings, got {type(settings).__name__}")
@@ -316,21 +315,21 @@ def train_classifier(
     log.info("final accuracy: %s; final loss %s", ", ".join(
         f"{split} {'n/a' if acc is None else f'{acc:.4f}'}" for split, acc in accuracies.items()),
         "n/a" if final_loss is None else f"{final_loss:.4f}")
-    return {
-        "train_accuracy": accuracies["train"],
-        "val_accuracy": accuracies["val"],
-        "test_accuracy": accuracies["test"],
-        "final_loss": final_loss,
-        "loss_curve": loss_curve,
-        "iterations": total,
-        "epochs": total / batches_per_epoch,
-        "resumed_from": start,
-        "wall_time_s": time.perf_counter() - start_time,
-        "device": str(device),
-        "seed": s.seed,
-        "n_train": n_train,
-        "settings": s.to_dict(),
-    }
+    return ModelMetrics(
+        train_accuracy=accuracies["train"],
+        val_accuracy=accuracies["val"],
+        test_accuracy=accuracies["test"],
+        final_loss=final_loss,
+        loss_curve=loss_curve,
+        iterations=total,
+        epochs=total / batches_per_epoch,
+        resumed_from=start,
+        wall_time_s=time.perf_counter() - start_time,
+        device=str(device),
+        seed=s.seed,
+        n_train=n_train,
+        settings=s.to_dict(),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -386,7 +385,7 @@ def _plain(value: Any) -> Any:
 
 
 def save_model(model: nn.Module, name: str, kwargs: Mapping[str, Any], path: str | os.PathLike,
-               metrics: Mapping[str, Any] | None = None) -> None:
+               metrics: ModelMetrics | Mapping[str, Any] | None = None) -> None:
     """Write ``model`` atomically as a self-describing file: registry ``name``, builder ``kwargs``,
     CPU ``state_dict``, ``metrics`` (less ``RUN_METADATA_KEYS``) and versions. Checks first that
     ``build_model(name, **kwargs)`` rebuilds a model the state dict fits. Equal weights give equal
@@ -394,6 +393,8 @@ def save_model(model: nn.Module, name: str, kwargs: Mapping[str, Any], path: str
     import advbounds
 
     kwargs = _plain(dict(kwargs))
+    if isinstance(metrics, ModelMetrics):
+        metrics = metrics.to_dict()
     state_dict = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     build_model(name, **kwargs).load_state_dict(state_dict)  # raises if the file would not reload
     save_torch({

@@ -6,7 +6,6 @@ from advbounds.jobs import run_job
 def main(job):
     from advbounds.experiments import mlp
     from advbounds.data import load_prepared
-    from advbounds.io import write_json
     from advbounds.settings import TrainingSettings
     from advbounds.training import save_model
 
@@ -16,9 +15,9 @@ def main(job):
     training = TrainingSettings.from_config(s["training"]).replace(seed=mlp.model_seed(job.seed, dataset))
     model, kwargs, metrics = mlp.train_mlp(data, hidden=s["hidden"], activation=s["activation"],
                                            training=training, device=job.device, progress=True)
-    metrics["dataset"] = dataset
+    metrics = metrics.with_details(dataset=dataset)
     save_model(model, "mlp", kwargs, job.output.model, metrics=metrics)
-    write_json(metrics, job.output.metrics)
+    metrics.to_json(job.output.metrics)
 
 
 run_job(snakemake, main)  # noqa: F821

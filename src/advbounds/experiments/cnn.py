@@ -32,6 +32,7 @@ from advbounds.bounds import model_bounds
 from advbounds.config import first_samples
 from advbounds.data import n_classes_of
 from advbounds.frames import CERTIFIED_RADIUS, CORRECTED_BOUND, SOUND_KAPPA_PREFIX
+from advbounds.metrics import ModelMetrics
 from advbounds.models import build_model
 from advbounds.progress import progress_bar
 from advbounds.settings import SearchSettings, TrainingSettings
@@ -81,7 +82,7 @@ def train_cnn(
     checkpoint_path: str | None = None,
     code_version: str = "",
     progress: bool = True,
-) -> tuple[nn.Sequential, dict[str, Any], dict[str, Any]]:
+) -> tuple[nn.Sequential, dict[str, Any], ModelMetrics]:
     """Build registry model ``builder`` for ``data`` and train it.
 
     ``architecture``: builder kwargs from one model's config entry; ``training``: its ``training``
@@ -92,8 +93,7 @@ def train_cnn(
     model = build_model(builder, seed=training.seed, **kwargs)
     metrics = train_classifier(model, data, training, device, progress=progress, checkpoint_path=checkpoint_path,
                                code_version=code_version)
-    metrics["builder"] = builder
-    metrics["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
+    metrics = metrics.with_details(builder=builder, n_parameters=int(sum(p.numel() for p in model.parameters())))
     return model, kwargs, metrics
 
 

@@ -15,7 +15,6 @@ Units: every bound, epsilon and norm is in raw pixel units [0, 255] (``docs/chap
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from advbounds.frames import CERTIFIED_RADIUS, CORRECTED_BOUND, KAPPA_PREFIX
+from advbounds.metrics import ModelMetrics
 
 #: model name (registry builder or config key) -> the thesis's display name
 DISPLAY_NAMES: dict[str, str] = {
@@ -199,18 +199,17 @@ TABLE_CAPTIONS = {
 def load_entries(models: Sequence[str], *, attacks: Sequence[str], bounds: Sequence[str] | None = None,
                  metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Read the per-model files a table or figure needs into the ``entries`` of :func:`table_5_1`
-    and friends: ``name``, ``model``, ``attacks``, ``bounds`` and, from the metrics JSON,
-    ``shape``, ``accuracy`` and ``classes``."""
+    and friends: ``name``, ``model``, ``attacks``, ``bounds`` and, from the metrics JSON the
+    Chapter 5 training job wrote, ``shape``, ``accuracy`` and ``classes``."""
     entries = []
     for i, model in enumerate(models):
         entry: dict[str, Any] = {"model": model, "name": display_name(model), "attacks": pd.read_csv(attacks[i])}
         entry["bounds"] = pd.read_csv(bounds[i]) if bounds else None
         if metrics:
-            with open(metrics[i], encoding="utf-8") as handle:
-                m = json.load(handle)
-            entry["shape"] = tuple(m["input_shape"])
-            entry["accuracy"] = m["test_accuracy"]
-            entry["classes"] = list(m.get("classes") or [str(c) for c in range(int(m["n_classes"]))])
+            m = ModelMetrics.from_json(metrics[i])
+            entry["shape"] = tuple(m.details["input_shape"])
+            entry["accuracy"] = m.test_accuracy
+            entry["classes"] = list(m.details["classes"])
         entries.append(entry)
     return entries
 

@@ -30,6 +30,7 @@ from torch import nn
 from advbounds.attacks import minimal_epsilon_search
 from advbounds.bounds import linear_output_bound, mlp_bound, second_derivative_bound
 from advbounds.data import n_classes_of
+from advbounds.metrics import ModelMetrics
 from advbounds.models import ACTIVATIONS, build_model
 from advbounds.settings import SearchSettings, TrainingSettings
 from advbounds.training import train_classifier
@@ -266,7 +267,7 @@ def model_kwargs(data: Mapping[str, Any], hidden: Sequence[int], activation: str
 
 
 def train_mlp(data: Mapping[str, Any], *, hidden: Sequence[int], activation: str, training: TrainingSettings,
-              device: torch.device | str, progress: bool = False) -> tuple[nn.Sequential, dict[str, Any], dict[str, Any]]:
+              device: torch.device | str, progress: bool = False) -> tuple[nn.Sequential, dict[str, Any], ModelMetrics]:
     """Build ``mlp(in_dim, hidden, n_classes, activation)`` (initial weights from ``training.seed``,
     which also seeds the shuffling) and train it with ``advbounds.training.train_classifier``
     (``training.regularization`` = the l of Section 4.4). Returns ``(model, builder kwargs,
@@ -274,8 +275,7 @@ def train_mlp(data: Mapping[str, Any], *, hidden: Sequence[int], activation: str
     kwargs = model_kwargs(data, hidden, activation)
     model = build_model("mlp", seed=training.seed, **kwargs)
     metrics = train_classifier(model, data, training, device, progress=progress)
-    metrics["n_val"] = len(data.get("x_val", []))
-    metrics["n_test"] = len(data.get("x_test", []))
+    metrics = metrics.with_details(n_val=len(data.get("x_val", [])), n_test=len(data.get("x_test", [])))
     model.to("cpu").eval()
     return model, kwargs, metrics
 
@@ -330,19 +330,19 @@ def table_4_3(frames: Mapping[str, pd.DataFrame], *, atol: float) -> pd.DataFram
     return pd.DataFrame(rows).reindex(columns=list(TABLE_4_3_COLUMNS))
 
 
-def accuracy_table(metrics: Mapping[str, Mapping[str, Any]], hidden: Mapping[str, Sequence[int]]) -> pd.DataFrame:
-    """The accuracies of Section 4.3.2 (from each model's metrics.json)."""
+def accuracy_table(metrics: Mapping[str, ModelMetrics], hidden: Mapping[str, Sequence[int]]) -> pd.DataFrame:
+    """The accuracies of Section 4.3.2 (from each model's metrics JSON, as :func:`train_mlp` wrote it)."""
     rows = []
     for dataset, m in metrics.items():
         rows.append({
             "Dataset": DATASET_NAMES.get(dataset, dataset),
             "Hidden": "(" + ", ".join(str(h) for h in hidden[dataset]) + ")",
-            "Train accuracy": _number(m.get("train_accuracy")),
-            "Validation accuracy": _number(m.get("val_accuracy")),
-            "Test accuracy": _number(m.get("test_accuracy")),
-            "Train samples": m.get("n_train"),
-            "Validation samples": m.get("n_val"),
-            "Test samples": m.get("n_test"),
+            "Train accuracy": _number(m.train_accuracy),
+            "Validation accuracy": _number(m.val_accuracy),
+            "Test accuracy": _number(m.test_accuracy),
+            "Train samples": m.n_train,
+            "Validation samples": m.details["n_val"],
+            "Test samples": m.details["n_test"],
         })
     return pd.DataFrame(rows, columns=list(ACCURACY_COLUMNS))
 
@@ -396,7 +396,7 @@ def regularization_point(data: Mapping[str, Any], *, dataset: str, ell: float, h
         "bound_mean": summarize(parts["bound"])["mean"],
         "delta_hidden_mean": summarize(parts["delta_hidden"])["mean"],
         "samples": int(len(x)),
-        "test_accuracy": _number(metrics.get("test_accuracy")),
+        "test_accuracy": _number(metrics.test_accuracy),
     }
 
 
