@@ -4,6 +4,8 @@ and advbounds.plotting.chapters34."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,15 +16,9 @@ from hypothesis import strategies as st
 
 from advbounds.attacks import exact_minimal_perturbation_linear, minimal_epsilon_search
 from advbounds.bounds import ACTIVATION_DERIVATIVE_BOUNDS, linear_output_bound
-from advbounds.experiments import activations, compare34, linear, mlp
-from advbounds.experiments.deviations import (
-    count_violations,
-    derive_seed,
-    draw_random_test,
-    format_interval,
-    summarize,
-)
-from advbounds.experiments.stacked import StackedMLP, stacked_search
+from advbounds.experiments import activations, compare34, linear, mlp, mlp_summary
+from advbounds.experiments.deviations import count_violations, derive_seed, format_interval, summarize
+from advbounds.experiments.stacked import StackedMLP, draw_random_test, stacked_search
 from advbounds.settings import SearchSettings, TrainingSettings
 
 
@@ -237,28 +233,28 @@ def test_random_mlp_test_frame_and_table_4_2():
     spec = mlp_spec()
     frame = mlp.random_mlp_test_frame(spec, number=3, seed=5, activation="tanh", attack=SearchSettings(eps_max=10.0, tol=1e-6),
                                       reference_attack=SearchSettings(eps_max=1.0, tol=1e-6))
-    assert list(frame.columns) == list(mlp.RANDOM_SAMPLE_COLUMNS) + list(mlp.REFERENCE_COLUMNS)
+    assert list(frame.columns) == list(mlp_summary.RANDOM_SAMPLE_COLUMNS) + list(mlp_summary.REFERENCE_COLUMNS)
     assert len(frame) == 12 and frame["M"].gt(0).all()
     flipped = frame["fgs_flipped"]
     assert (frame.loc[flipped, "deviation"] >= 0).all()
     # the reference search has M = 1: every epsilon it reports is within it, and its bound is the same
     assert (frame.loc[frame["ref_flipped"], "ref_eps"] <= 1.0).all()
     assert (frame.loc[frame["ref_flipped"], "ref_deviation"] >= 0).all()
-    table = mlp.table_4_2([spec], [frame], atol=1e-9)
-    assert list(table.columns) == list(mlp.TABLE_4_2_COLUMNS)
+    table = mlp_summary.table_4_2([spec], [frame], atol=1e-9)
+    assert list(table.columns) == list(mlp_summary.TABLE_4_2_COLUMNS)
     row = table.iloc[0]
     assert row["Violations"] == 0 and row["Layers"] == 2 and row["Units"] == 6
     assert row["Flipped"] == f"{int(flipped.sum())}/12"
-    averages = mlp.mlp_average_deviations(frame)
+    averages = mlp_summary.mlp_average_deviations(frame)
     assert set(averages.columns) == {"test", "mlp", "kind", "mean_deviation"}
-    assert set(averages["kind"]) <= {mlp.KIND_SEARCH, mlp.KIND_REFERENCE}
+    assert set(averages["kind"]) <= {mlp_summary.KIND_SEARCH, mlp_summary.KIND_REFERENCE}
 
 
 def test_random_mlp_eps_max_override():
     spec = mlp_spec(eps_max=1e-6)
     frame = mlp.random_mlp_test_frame(spec, number=1, seed=5, activation="tanh", attack=SearchSettings(eps_max=10.0, tol=1e-9))
     assert not frame["fgs_flipped"].any()  # nothing flips within 1e-6: reported, not hidden
-    table = mlp.table_4_2([spec], [frame], atol=1e-9)
+    table = mlp_summary.table_4_2([spec], [frame], atol=1e-9)
     assert table.iloc[0]["Flipped"] == "0/12" and math.isnan(table.iloc[0]["Mean"])
 
 
@@ -277,8 +273,8 @@ def test_train_mlp_and_accuracy_table(trained_blobs):
     assert kwargs == {"in_dim": 4, "hidden": [5, 3], "n_classes": 3, "activation": "tanh"}
     assert metrics.test_accuracy > 0.8
     assert metrics.details["n_test"] == len(data["x_test"]) and metrics.details["n_val"] == len(data["x_val"])
-    table = mlp.accuracy_table({"iris": metrics}, {"iris": [5, 3]})
-    assert list(table.columns) == list(mlp.ACCURACY_COLUMNS)
+    table = mlp_summary.accuracy_table({"iris": metrics}, {"iris": [5, 3]})
+    assert list(table.columns) == list(mlp_summary.ACCURACY_COLUMNS)
     assert table.iloc[0]["Dataset"] == "Iris" and table.iloc[0]["Hidden"] == "(5, 3)"
     assert 0 <= table.iloc[0]["Test accuracy"] <= 1
 
@@ -290,8 +286,8 @@ def test_trained_mlp_frame_and_table_4_3(trained_blobs):
     assert len(frame) == len(data["x_test"])
     assert (frame["true_label"].to_numpy() == data["y_test"].numpy()).all()
     assert (frame.loc[frame["fgs_flipped"], "deviation"] >= 0).all()
-    table = mlp.table_4_3({"wine": frame}, atol=1e-9)
-    assert list(table.columns) == list(mlp.TABLE_4_3_COLUMNS)
+    table = mlp_summary.table_4_3({"wine": frame}, atol=1e-9)
+    assert list(table.columns) == list(mlp_summary.TABLE_4_3_COLUMNS)
     assert table.iloc[0]["Dataset"] == "Wine" and table.iloc[0]["Violations"] == 0
 
 
@@ -309,12 +305,12 @@ def test_regularization_point_at_zero_retrains_the_plain_model(trained_blobs):
                                 seed=mlp.model_seed(1, "blobs"))
     point = mlp.regularization_point(data, dataset="iris", ell=0.0, hidden=[5, 3], activation="tanh", training=training,
                                      attack=SearchSettings(eps_max=1.0, tol=1e-3))
-    assert set(point) == set(mlp.REGULARIZATION_COLUMNS)
+    assert set(point) == set(mlp_summary.REGULARIZATION_COLUMNS)
     assert point["test_accuracy"] == metrics.test_accuracy
     for key in ("accuracy", "fgs_error_rate", "fgv_error_rate"):
         assert 0.0 <= point[key] <= 1.0
     assert point["samples"] == 120
-    frame = mlp.regularization_frame([point, {**point, "ell": -1.0}])
+    frame = mlp_summary.regularization_frame([point, {**point, "ell": -1.0}])
     assert list(frame["ell"]) == [-1.0, 0.0]
 
 
@@ -370,5 +366,11 @@ def test_figures_render(tmp_path):
                           "fgs_error_rate": [0.9, 0.5, 0.0], "fgv_error_rate": [0.95, 0.5, 0.0],
                           "fgs_norm_median": [0.5, 0.7, math.nan], "fgv_norm_median": [0.4, 0.6, math.nan],
                           "bound_mean": [0.1, 0.2, 1.0]})
-    save_figure(chapters34.figure_4_3(sweep, mlp.DATASET_NAMES), [tmp_path / "f43.png"])
+    save_figure(chapters34.figure_4_3(sweep, mlp_summary.DATASET_NAMES), [tmp_path / "f43.png"])
     assert all((tmp_path / name).stat().st_size > 0 for name in ("f31.png", "f21.png", "box.pdf", "f43.png"))
+
+
+def test_the_chapter_4_tables_import_without_torch():
+    """mlp_summary (and the deviation statistics it uses) only summarise frames: no torch there."""
+    code = "import sys, advbounds.experiments.mlp_summary; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

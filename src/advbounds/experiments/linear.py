@@ -31,13 +31,11 @@ from .deviations import (
     count_violations,
     derive_seed,
     deviation_cells,
-    draw_random_test,
     interval_cells,
-    resolve_dtype,
     summarize,
     with_spec_eps_max,
 )
-from .stacked import stacked_search
+from .stacked import draw_random_test, resolve_dtype, stacked_search
 
 #: chapter number mixed into every seed of this module
 CHAPTER = 3

@@ -1,17 +1,16 @@
-"""Chapter 4: robustness of MLPs (Tables 4.2 and 4.3, Figures 4.1, 4.2 and 4.3).
+"""Chapter 4: the model runs behind the robustness of MLPs (Tables 4.2 and 4.3, Figures 4.1-4.3).
 
 * :func:`random_mlp_test_frame`: one randomized test of Table 4.2 (Section 4.3.2): K random MLPs
   with N uniform samples each; per sample the bound of Theorem 4.2 (``advbounds.bounds.mlp_bound``,
   M from Algorithm 4.1) and the minimal FGS perturbation of Algorithm 2.1, searched for all K*N
-  samples at once (:mod:`.stacked`). :func:`table_4_2` and :func:`mlp_average_deviations`
-  (Figure 4.1) summarize them.
+  samples at once (:mod:`.stacked`).
 * :func:`train_mlp` trains the Iris / Wine / Spambase MLPs of Section 4.3.2;
-  :func:`trained_mlp_frame` evaluates bound and FGS per sample; :func:`table_4_3` and
-  :func:`accuracy_table` summarize them.
+  :func:`trained_mlp_frame` evaluates bound and FGS per sample.
 * :func:`regularization_point`: one point of the Section 4.4 sweep (Figure 4.3): an MLP trained
   with ``L1 = L - l * delta(h_L(x); f)``, its accuracy, FGS and FGV adversarial error rates and
   minimal perturbations on the entire data set.
 
+The tables and figure data that summarise these frames are in :mod:`.mlp_summary` (pandas only).
 Every choice the thesis leaves open is a config value; see ``docs/chapters34.md``.
 """
 
@@ -35,51 +34,12 @@ from advbounds.models import ACTIVATIONS, build_model
 from advbounds.settings import SearchSettings, TrainingSettings
 from advbounds.training import train_classifier
 
-from .deviations import (
-    derive_seed,
-    deviation_cells,
-    draw_random_test,
-    interval_cells,
-    resolve_dtype,
-    summarize,
-    with_spec_eps_max,
-)
-from .stacked import stacked_search
+from .deviations import derive_seed, summarize, with_spec_eps_max
+from .mlp_summary import RANDOM_SAMPLE_COLUMNS, TRAINED_SAMPLE_COLUMNS, float_or_nan
+from .stacked import draw_random_test, resolve_dtype, stacked_search
 
 #: chapter number mixed into every seed of this module
 CHAPTER = 4
-
-DATASET_NAMES = {"iris": "Iris", "wine": "Wine", "spambase": "Spambase"}
-
-RANDOM_SAMPLE_COLUMNS = (
-    "test", "mlp", "sample", "pred_label", "bound", "M", "delta_hidden", "fgs_eps", "fgs_norm",
-    "fgs_flipped", "fgs_flips_at_eps_max", "fgs_consistent", "fgs_adv_label", "deviation",
-)
-#: columns of the second search with the reference M (``chapter4.reference_attack``)
-REFERENCE_COLUMNS = ("ref_eps", "ref_norm", "ref_flipped", "ref_deviation")
-TRAINED_SAMPLE_COLUMNS = (
-    "dataset", "split", "sample", "true_label", "pred_label", "correct", "bound", "M", "delta_hidden",
-    "fgs_eps", "fgs_norm", "fgs_flipped", "fgs_flips_at_eps_max", "fgs_consistent", "fgs_adv_label",
-    "deviation",
-)
-
-TABLE_4_2_CAPTION = "Table 4.2: Test results on random MLPs"
-TABLE_4_2_COLUMNS = (
-    "No.", "Samples", "Dim", "MLPs", "Layers", "Units", "Classes", "Sample interval", "Param interval",
-    "Mean", "Median", "Std", "Flipped", "Violations", "MLP-average std", "Bound mean", "FGS norm mean",
-    "Ref mean", "Ref median", "Ref std", "Ref flipped",
-)
-TABLE_4_3_CAPTION = "Table 4.3: Trained MLP statistics of bound deviations"
-TABLE_4_3_COLUMNS = ("Dataset", "Mean", "Median", "Std", "Min", "Max", "Samples", "Flipped", "Violations",
-                     "Bound mean", "FGS norm mean", "Ref mean", "Ref median", "Ref std", "Ref min", "Ref max",
-                     "Ref flipped")
-ACCURACY_CAPTION = "Section 4.3.2: accuracies of the trained MLPs (tanh, standardized, 70/20/10 split)"
-ACCURACY_COLUMNS = ("Dataset", "Hidden", "Train accuracy", "Validation accuracy", "Test accuracy",
-                    "Train samples", "Validation samples", "Test samples")
-REGULARIZATION_COLUMNS = (
-    "dataset", "ell", "accuracy", "fgs_error_rate", "fgv_error_rate", "fgs_norm_mean", "fgs_norm_median",
-    "fgv_norm_mean", "fgv_norm_median", "bound_mean", "delta_hidden_mean", "samples", "test_accuracy",
-)
 
 
 def test_seed(base_seed: int, number: int) -> int:
@@ -165,75 +125,6 @@ def _with_reference(frame: pd.DataFrame, reference) -> pd.DataFrame:
     return frame
 
 
-def _reference_stats(frame: pd.DataFrame) -> dict[str, Any]:
-    """``Ref *`` table cells: deviation statistics of the reference-M search (NaN without one)."""
-    if "ref_flipped" not in frame:
-        return {"Ref mean": math.nan, "Ref median": math.nan, "Ref std": math.nan, "Ref min": math.nan,
-                "Ref max": math.nan, "Ref flipped": ""}
-    flipped = frame["ref_flipped"].astype(bool)
-    stats = summarize(frame.loc[flipped, "ref_deviation"])
-    return {f"Ref {name}": value for name, value in stats.items()} | {
-        "Ref flipped": f"{int(flipped.sum())}/{len(frame)}"}
-
-
-#: ``kind`` labels of the long frames behind Figures 4.1 and 4.2
-KIND_SEARCH = "FGS (search M)"
-KIND_REFERENCE = "FGS (reference M)"
-
-
-def deviations_long(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Long frame ``keys..., kind, deviation`` of the flipped samples: the main search and, when the
-    frame has them, the reference-M search (Figures 4.1 and 4.2)."""
-    parts = []
-    flipped = frame[frame["fgs_flipped"].astype(bool)]
-    parts.append(flipped[list(keys)].assign(kind=KIND_SEARCH, deviation=flipped["deviation"]))
-    if "ref_flipped" in frame:
-        ref = frame[frame["ref_flipped"].astype(bool)]
-        parts.append(ref[list(keys)].assign(kind=KIND_REFERENCE, deviation=ref["ref_deviation"]))
-    return pd.concat(parts, ignore_index=True)
-
-
-def mlp_average_deviations(frame: pd.DataFrame) -> pd.DataFrame:
-    """Figure 4.1's data: per test, MLP and search (``kind``), the mean deviation over that MLP's
-    flipped samples (MLPs with no flipped sample are left out; Table 4.2's Flipped column counts them)."""
-    long = deviations_long(frame, ["test", "mlp"])
-    return (long.groupby(["test", "mlp", "kind"], as_index=False, sort=False)["deviation"].mean()
-            .rename(columns={"deviation": "mean_deviation"}))
-
-
-def table_4_2_row(spec: Mapping[str, Any], frame: pd.DataFrame, *, number: int, atol: float) -> dict[str, Any]:
-    flipped = frame["fgs_flipped"].astype(bool)
-    averages = mlp_average_deviations(frame)
-    averages = averages.loc[averages["kind"] == KIND_SEARCH, "mean_deviation"]
-    hidden = list(spec["hidden"])
-    return {
-        "No.": int(number),
-        "Samples": int(spec["samples"]),
-        "Dim": int(spec["dim"]),
-        "MLPs": int(spec["mlps"]),
-        "Layers": len(hidden),
-        "Units": "/".join(str(h) for h in hidden) if len(set(hidden)) > 1 else int(hidden[0]),
-        "Classes": int(spec["classes"]),
-        **interval_cells(spec),
-        **deviation_cells(frame, atol=atol),
-        "MLP-average std": summarize(averages)["std"],
-        "Bound mean": summarize(frame["bound"])["mean"],
-        "FGS norm mean": summarize(frame.loc[flipped, "fgs_norm"])["mean"],
-        **_reference_stats(frame),
-    }
-
-
-def table_4_2(specs: Sequence[Mapping[str, Any]], frames: Sequence[pd.DataFrame], *, atol: float) -> pd.DataFrame:
-    """Table 4.2: deviation statistics over all flipped samples of each test (ddof=1 std), the flip
-    count, violations (FGS norm below the bound) and, beside them, the std of the per-MLP averages
-    that Figure 4.1 shows, and the mean bound and mean FGS norm the deviation is made of."""
-    if len(specs) != len(frames):
-        raise ValueError(f"{len(specs)} test specs but {len(frames)} result frames")
-    rows = [table_4_2_row(spec, frame, number=i, atol=atol)
-            for i, (spec, frame) in enumerate(zip(specs, frames), start=1)]
-    return pd.DataFrame(rows).reindex(columns=list(TABLE_4_2_COLUMNS))
-
-
 # ------------------------------------------------------------------------------------------------
 # Trained MLPs (Section 4.3.2: Table 4.3, Figure 4.2, accuracies)
 # ------------------------------------------------------------------------------------------------
@@ -313,44 +204,6 @@ def _as_dtype(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return copy.deepcopy(model).to(dtype).requires_grad_(False).eval()
 
 
-def table_4_3(frames: Mapping[str, pd.DataFrame], *, atol: float) -> pd.DataFrame:
-    """Table 4.3: deviation statistics per data set (flipped samples, ddof=1 std) with the sample and
-    flip counts, violations (must be 0), and the mean bound and FGS norm."""
-    rows = []
-    for dataset, frame in frames.items():
-        flipped = frame["fgs_flipped"].astype(bool)
-        rows.append({
-            "Dataset": DATASET_NAMES.get(dataset, dataset),
-            **deviation_cells(frame, atol=atol),
-            "Samples": len(frame),
-            "Bound mean": summarize(frame["bound"])["mean"],
-            "FGS norm mean": summarize(frame.loc[flipped, "fgs_norm"])["mean"],
-            **_reference_stats(frame),
-        })
-    return pd.DataFrame(rows).reindex(columns=list(TABLE_4_3_COLUMNS))
-
-
-def accuracy_table(metrics: Mapping[str, ModelMetrics], hidden: Mapping[str, Sequence[int]]) -> pd.DataFrame:
-    """The accuracies of Section 4.3.2 (from each model's metrics JSON, as :func:`train_mlp` wrote it)."""
-    rows = []
-    for dataset, m in metrics.items():
-        rows.append({
-            "Dataset": DATASET_NAMES.get(dataset, dataset),
-            "Hidden": "(" + ", ".join(str(h) for h in hidden[dataset]) + ")",
-            "Train accuracy": _number(m.train_accuracy),
-            "Validation accuracy": _number(m.val_accuracy),
-            "Test accuracy": _number(m.test_accuracy),
-            "Train samples": m.n_train,
-            "Validation samples": m.details["n_val"],
-            "Test samples": m.details["n_test"],
-        })
-    return pd.DataFrame(rows, columns=list(ACCURACY_COLUMNS))
-
-
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
 # ------------------------------------------------------------------------------------------------
 # Section 4.4: regularizing the output layer (Figure 4.3)
 # ------------------------------------------------------------------------------------------------
@@ -396,14 +249,7 @@ def regularization_point(data: Mapping[str, Any], *, dataset: str, ell: float, h
         "bound_mean": summarize(parts["bound"])["mean"],
         "delta_hidden_mean": summarize(parts["delta_hidden"])["mean"],
         "samples": int(len(x)),
-        "test_accuracy": _number(metrics.test_accuracy),
+        "test_accuracy": float_or_nan(metrics.test_accuracy),
     }
 
 
-def regularization_frame(points: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Figure 4.3's data, one row per (dataset, ell), sorted by data set (Iris, Wine, Spambase, then
-    any other in order of appearance) and ell."""
-    frame = pd.DataFrame(list(points), columns=list(REGULARIZATION_COLUMNS))
-    order = {name: i for i, name in enumerate(dict.fromkeys([*DATASET_NAMES, *frame["dataset"]]))}
-    frame = frame.assign(_order=frame["dataset"].map(order))
-    return frame.sort_values(["_order", "ell"], kind="stable").drop(columns="_order").reset_index(drop=True)
