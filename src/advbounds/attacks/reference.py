@@ -124,14 +124,8 @@ def naive_minimal_epsilon(
     }
 
 
-def naive_minimal_epsilon_search(
-    model: nn.Module,
-    x: torch.Tensor,
-    settings: SearchSettings,
-    *,
-    labels: torch.Tensor | None = None,
-    progress: bool = False,
-) -> AttackResult:
+def naive_minimal_epsilon_search(model: nn.Module, x: torch.Tensor, settings: SearchSettings, *,
+                                 labels: torch.Tensor | None = None, progress: bool = False) -> AttackResult:
     """:func:`naive_minimal_epsilon` for every row of ``x``, one at a time; same settings and result
     type as the batched :func:`~advbounds.attacks.minimal_epsilon_search` (``channels_last``,
     ``allow_tf32`` and ``verify_margin_ulps`` act as there, so that a comparison isolates the effect
