@@ -49,6 +49,7 @@ from advbounds.attacks import (  # noqa: E402
     naive_minimal_epsilon_search,
 )
 from advbounds.models.layers import Scale  # noqa: E402
+from advbounds.settings import SearchSettings  # noqa: E402
 
 
 def lenet5() -> nn.Sequential:
@@ -133,11 +134,11 @@ def main(argv: list[str] | None = None) -> dict:
     acc = train_briefly(model, args.train_steps, gen, device)
     x, _ = synthetic_mnist(args.n, gen)
     x = x.to(device)
-    kwargs = dict(method=args.method, eps_max=args.eps_max, tol=args.tol)
+    settings = SearchSettings(method=args.method, eps_max=args.eps_max, tol=args.tol)
 
     # Warm-up (kernel selection, lazy CUDA init) so neither side pays for it.
-    minimal_epsilon_search(model, x[:64], batch_size=args.batch_size, search=args.search, **kwargs)
-    naive_minimal_epsilon_search(model, x[:2], **kwargs)
+    minimal_epsilon_search(model, x[:64], settings.replace(batch_size=args.batch_size, search=args.search))
+    naive_minimal_epsilon_search(model, x[:2], settings)
 
     def fastest(run):
         """(result, best wall time) over ``--repeat`` runs: the minimum is the least disturbed."""
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
         return result, best
 
     def timed_batched(search: str):
-        return fastest(lambda: minimal_epsilon_search(model, x, batch_size=args.batch_size, search=search, **kwargs))
+        return fastest(lambda: minimal_epsilon_search(model, x, settings.replace(batch_size=args.batch_size,
+                                                                                 search=search)))
 
     batched, t_batched = timed_batched(args.search)
     if args.search == "bisection":
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
         bisected, t_bisected = timed_batched("bisection")
 
     n_naive = min(args.naive_n, args.n)
-    naive, t_naive = fastest(lambda: naive_minimal_epsilon_search(model, x[:n_naive], **kwargs))
+    naive, t_naive = fastest(lambda: naive_minimal_epsilon_search(model, x[:n_naive], settings))
     t_naive_extrapolated = t_naive * args.n / n_naive
 
     sub = slice(0, n_naive)

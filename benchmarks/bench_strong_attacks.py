@@ -53,6 +53,7 @@ from advbounds.attacks import (  # noqa: E402
 )
 from advbounds.models import build_model  # noqa: E402
 from advbounds.models.layers import Scale  # noqa: E402
+from advbounds.settings import SearchSettings  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -168,8 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
         predicted = model(x).argmax(1)
     rows, norms = [], {}
 
-    fgs, t = timed(lambda: minimal_epsilon_search(model, x, eps_max=THESIS_EPS_MAX_PIXELS, tol=args.tol,
-                                                  search="regula_falsi"))
+    fgs, t = timed(lambda: minimal_epsilon_search(model, x, SearchSettings(eps_max=THESIS_EPS_MAX_PIXELS, tol=args.tol, search="regula_falsi")))
     norms["fgs"] = torch.where(fgs.flipped, fgs.perturbation_norm, torch.full_like(fgs.perturbation_norm, math.inf))
     rows.append(("FGS (minimal_epsilon_search, regula_falsi, no clip)", "ours", t, norms["fgs"]))
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from advbounds.attacks import attack_direction, loss_logit_weights, minimal_epsilon_search
+from advbounds.settings import SearchSettings
 
 
 
@@ -48,7 +49,7 @@ def test_saturated_softmax_trap():
     exact = q @ W[1:].double() - W[0].double()
     assert torch.equal(direction, torch.sign(exact))
     # FGS can now move, and the search finds the flip.
-    res = minimal_epsilon_search(model, x, eps_max=1e4, tol=1e-3)
+    res = minimal_epsilon_search(model, x, SearchSettings(eps_max=1e4, tol=1e-3))
     assert res.flipped.all()
 
 
@@ -88,7 +89,7 @@ def test_zero_gradient_components_do_not_move_or_count():
         layer.weight[:, 5:] = 0.0  # the last five inputs are ignored
     model = nn.Sequential(layer)
     x = torch.randn(8, 10)
-    res = minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-4, return_adversarial=True)
+    res = minimal_epsilon_search(model, x, SearchSettings(eps_max=100.0, tol=1e-4), return_adversarial=True)
     assert res.flipped.all()
     assert torch.equal(res.adversarial[:, 5:], x[:, 5:])
     torch.testing.assert_close(res.perturbation_norm, res.eps * 5**0.5, rtol=1e-12, atol=0)

@@ -8,6 +8,7 @@ from torch import nn
 
 from advbounds.attacks import iterative_perturbation
 from advbounds.models.layers import Scale
+from advbounds.settings import SearchSettings
 
 
 
@@ -18,7 +19,7 @@ def test_rounds_chain_and_flip():
         nn.Flatten(), nn.Linear(24, 16), nn.Tanh(), nn.Linear(16, 5),
     )
     x = torch.rand(1, 1, 10, 10, generator=torch.Generator().manual_seed(1)) * 255
-    res = iterative_perturbation(model, x, steps=4, eps_max=100.0, tol=1e-3)
+    res = iterative_perturbation(model, x, 4, SearchSettings(eps_max=100.0, tol=1e-3))
     assert res.images.shape == (5, 1, 1, 10, 10) and res.perturbations.shape == (4, 1, 1, 10, 10)
     assert torch.equal(res.images[0], x)
     assert res.flipped.all()
@@ -42,7 +43,7 @@ def test_binary_linear_zigzags_between_two_classes():
         layer.weight.copy_(torch.tensor([[1.0, -2.0, 0.5], [-1.0, 1.0, 0.0]]))
         layer.bias.zero_()
     x = torch.tensor([[1.0, 0.2, -0.3], [-1.0, 2.0, 0.0]], dtype=torch.float64)
-    res = iterative_perturbation(nn.Sequential(layer), x, steps=5, eps_max=10.0, tol=1e-9)
+    res = iterative_perturbation(nn.Sequential(layer), x, 5, SearchSettings(eps_max=10.0, tol=1e-9))
     assert res.flipped.all()
     assert torch.equal(res.labels[2:], res.labels[:-2])  # alternates
     # After the first crossing each step only needs to cross back (Section 2.7's observation).
@@ -51,5 +52,4 @@ def test_binary_linear_zigzags_between_two_classes():
 
 def test_rejects_true_label_loss():
     with pytest.raises(ValueError, match="predicted"):
-        iterative_perturbation(nn.Sequential(nn.Linear(2, 2)), torch.zeros(1, 2), 2, eps_max=1.0, tol=0.1,
-                               loss_label="true")
+        iterative_perturbation(nn.Sequential(nn.Linear(2, 2)), torch.zeros(1, 2), 2, SearchSettings(eps_max=1.0, tol=0.1, loss_label="true"))

@@ -18,6 +18,7 @@ from advbounds.attacks import (
     min_norm_polyhedron,
     minimal_epsilon_search,
 )
+from advbounds.settings import SearchSettings
 
 
 
@@ -172,7 +173,7 @@ def test_polyhedron_solver_detects_infeasibility_and_matches_projection():
 def fgs_norms(W, b, x):
     """Minimal-epsilon FGS on the float64 linear model, with an eps_max large enough to flip all:
     along s = sign(grad) some logit overtakes z_c, because sum_j q_j (w_c - w_j) . s = -||v||_1 < 0."""
-    res = minimal_epsilon_search(linear_model(W, b), x, eps_max=1e4, tol=1e-10)
+    res = minimal_epsilon_search(linear_model(W, b), x, SearchSettings(eps_max=1e4, tol=1e-10))
     assert res.flipped.all() and res.consistent.all()
     return res.perturbation_norm
 

@@ -25,6 +25,7 @@ from advbounds.attacks import (
 )
 from advbounds.attacks.direction import fp32_precision
 from advbounds.models.layers import Scale
+from advbounds.settings import SearchSettings
 
 FAST = {
     "deepfool": lambda **kw: DeepFool(DeepFoolSettings(**kw)),
@@ -170,7 +171,7 @@ def test_tiny_relu_networks_against_the_exact_minimum():
         # 200 steps: on the third network several samples need them to leave a local minimum
         results = {"deepfool": DeepFool()(model, x), "ddn": DDN(DDNSettings(steps=200))(model, x),
                    "fmn": FMN(FMNSettings(steps=200))(model, x)}
-        fgs = minimal_epsilon_search(model, x, eps_max=50.0, tol=1e-9)
+        fgs = minimal_epsilon_search(model, x, SearchSettings(eps_max=50.0, tol=1e-9))
         for name, res in results.items():
             f = res.flipped & torch.isfinite(norm)
             assert (res.norm[f] >= norm[f] * (1 - 1e-6) - 1e-12).all(), name
@@ -248,7 +249,7 @@ def test_best_attack_picks_the_per_sample_minimum_fgs_included():
         flipped=torch.tensor([True, True, False, True, False]),
     )
     model = nn.Sequential(nn.Linear(3, 2)).double()
-    fgs = minimal_epsilon_search(model, torch.randn(5, 3, dtype=torch.float64), eps_max=1e-9, tol=1e-10)
+    fgs = minimal_epsilon_search(model, torch.randn(5, 3, dtype=torch.float64), SearchSettings(eps_max=1e-9, tol=1e-10))
     assert not fgs.flipped.any()  # NaN perturbation norms: never the best
     best = best_attack({"a": a, "b": b, "deepfool": res, "fgs": fgs})
     assert best.names == ("a", "b", "deepfool", "fgs")

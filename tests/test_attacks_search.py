@@ -20,6 +20,7 @@ from advbounds.attacks import (
 from advbounds.attacks.direction import fp32_precision
 from advbounds.attacks.search import flip_verdict
 from advbounds.models.layers import Scale
+from advbounds.settings import SearchSettings
 
 
 
@@ -89,8 +90,8 @@ def test_label_flips_at_eps_and_not_at_eps_minus_tol(method, make, search):
     # verify_margin_ulps=0: the final verification judges by plain argmax, so that "eps - tol keeps
     # the label" holds to the grid step (with the default margin, eps is the first grid point that
     # flips *by a margin*: test_verified_points_flip_with_the_margin).
-    res = minimal_epsilon_search(model, x, method=method, eps_max=eps_max, tol=tol, channels_last=False,
-                                 search=search, verify_margin_ulps=0, **extra)
+    res = minimal_epsilon_search(model, x, SearchSettings(method=method, eps_max=eps_max, tol=tol, channels_last=False,
+                                                          search=search, verify_margin_ulps=0, **extra))
     assert (res.verify_steps[res.flipped] == 0).all()  # same model, layout and batch as the search
     assert res.flipped.float().mean() > 0.8
     _, direction = attack_direction(model.eval(), x, method=method, **extra)
@@ -112,8 +113,8 @@ def test_batched_equals_naive_loop_float64(method, search):
     model = small_mlp(3)
     x = torch.randn(40, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     kw = dict(method=method, eps_max=30.0 if method == "fgs" else 500.0, tol=1e-5, search=search, grid_points=16)
-    batched = minimal_epsilon_search(model, x, batch_size=16, **kw)
-    naive = naive_minimal_epsilon_search(model, x, **kw)
+    batched = minimal_epsilon_search(model, x, SearchSettings(batch_size=16, **kw))
+    naive = naive_minimal_epsilon_search(model, x, SearchSettings(**kw))
     assert_same(batched, naive)
 
 
@@ -121,16 +122,17 @@ def test_batched_equals_naive_with_clip_and_true_labels():
     model = small_cnn(4, dtype=torch.float64)
     x = pixels(24, 6, dtype=torch.float64)
     y = torch.randint(0, 5, (24,), generator=torch.Generator().manual_seed(7))
-    kw = dict(eps_max=100.0, tol=1e-4, clip=(0.0, 255.0), loss_label="true", labels=y)
-    assert_same(minimal_epsilon_search(model, x, batch_size=10, **kw), naive_minimal_epsilon_search(model, x, **kw))
+    kw = dict(eps_max=100.0, tol=1e-4, clip=(0.0, 255.0), loss_label="true")
+    assert_same(minimal_epsilon_search(model, x, SearchSettings(batch_size=10, **kw), labels=y),
+                naive_minimal_epsilon_search(model, x, SearchSettings(**kw), labels=y))
 
 
 def test_batched_agrees_with_naive_on_float32_cnn():
     """float32 kernels round differently at batch size 1, so allow rare boundary cases to differ."""
     model, x = small_cnn(2), pixels(48, 9)
     kw = dict(eps_max=100.0, tol=1e-3)
-    batched = minimal_epsilon_search(model, x, **kw)
-    naive = naive_minimal_epsilon_search(model, x, **kw)
+    batched = minimal_epsilon_search(model, x, SearchSettings(**kw))
+    naive = naive_minimal_epsilon_search(model, x, SearchSettings(**kw))
     assert torch.equal(batched.orig_label, naive.orig_label)
     assert (batched.flipped == naive.flipped).float().mean() >= 0.95
     both = batched.flipped & naive.flipped
@@ -142,7 +144,8 @@ def test_chunking_does_not_change_results():
     model = small_mlp(10)
     x = torch.randn(37, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
     kw = dict(eps_max=25.0, tol=1e-6)
-    assert_same(minimal_epsilon_search(model, x, batch_size=5, **kw), minimal_epsilon_search(model, x, **kw))
+    assert_same(minimal_epsilon_search(model, x, SearchSettings(batch_size=5, **kw)),
+                minimal_epsilon_search(model, x, SearchSettings(**kw)))
 
 
 def test_number_of_steps_matches_algorithm_2_1():
@@ -172,20 +175,20 @@ def test_non_monotone_flip_policies():
     model = tent_model()
     x = torch.tensor([[0.05]], dtype=torch.float64)  # label 0, gradient pushes towards the tent
     # eps_max = 10 does not flip and neither does any bisection midpoint: plain bisection misses it.
-    plain = minimal_epsilon_search(model, x, eps_max=10.0, tol=1e-6)
+    plain = minimal_epsilon_search(model, x, SearchSettings(eps_max=10.0, tol=1e-6))
     assert not plain.flipped.item() and math.isnan(plain.eps.item())
     assert not plain.flips_at_eps_max.item() and plain.consistent.item()
     # The grid scan finds the first crossing at 0.05 and reports the flip back (inconsistent).
-    grid = minimal_epsilon_search(model, x, eps_max=10.0, tol=1e-6, search="grid", grid_points=100)
+    grid = minimal_epsilon_search(model, x, SearchSettings(eps_max=10.0, tol=1e-6, search="grid", grid_points=100))
     assert grid.flipped.item() and abs(grid.eps.item() - 0.05) <= 1e-6
     assert not grid.flips_at_eps_max.item() and not grid.consistent.item()
     # With eps_max = 3 the first midpoint (1.5) flips although 3 does not: bisection follows it.
-    short = minimal_epsilon_search(model, x, eps_max=3.0, tol=1e-6)
+    short = minimal_epsilon_search(model, x, SearchSettings(eps_max=3.0, tol=1e-6))
     assert short.flipped.item() and abs(short.eps.item() - 0.05) <= 1e-6
     assert not short.flips_at_eps_max.item() and not short.consistent.item()
     for kw in (dict(eps_max=10.0), dict(eps_max=10.0, search="grid", grid_points=100), dict(eps_max=3.0)):
-        batched = minimal_epsilon_search(model, x, tol=1e-6, **kw)
-        assert_same(batched, naive_minimal_epsilon_search(model, x, tol=1e-6, **kw))
+        batched = minimal_epsilon_search(model, x, SearchSettings(tol=1e-6, **kw))
+        assert_same(batched, naive_minimal_epsilon_search(model, x, SearchSettings(tol=1e-6, **kw)))
 
 
 def count_evaluations(model: nn.Module) -> list[int]:
@@ -217,8 +220,8 @@ def test_regula_falsi_ends_in_the_cell_bisection_ends_in(make):
     else:
         model, x = small_cnn(0, dtype=torch.float64), pixels(100, 1, dtype=torch.float64)
         kw = dict(eps_max=100.0, tol=1e-5)
-    bisection = minimal_epsilon_search(model, x, **kw)
-    falsi = minimal_epsilon_search(model, x, search="regula_falsi", **kw)
+    bisection = minimal_epsilon_search(model, x, SearchSettings(**kw))
+    falsi = minimal_epsilon_search(model, x, SearchSettings(search="regula_falsi", **kw))
     assert torch.equal(falsi.flipped, bisection.flipped) and torch.equal(falsi.orig_label, bisection.orig_label)
     assert bisection.flipped.float().mean() >= 0.9
     same = (falsi.eps == bisection.eps) | (falsi.eps.isnan() & bisection.eps.isnan())
@@ -244,7 +247,7 @@ def test_regula_falsi_needs_far_fewer_forward_passes():
     counts = {}
     for search in ("bisection", "regula_falsi"):
         counter = count_evaluations(model)
-        minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-6, search=search)
+        minimal_epsilon_search(model, x, SearchSettings(eps_max=100.0, tol=1e-6, search=search))
         counts[search] = counter[0] / len(x)
         model._forward_pre_hooks.clear()
     # bisection: direction + eps_max + 27 halvings + the verification pass in the caller's model
@@ -255,8 +258,7 @@ def test_regula_falsi_needs_far_fewer_forward_passes():
 
 def test_naive_reference_refuses_regula_falsi():
     with pytest.raises(ValueError, match="regula_falsi"):
-        naive_minimal_epsilon_search(small_mlp(0), torch.randn(2, 8, dtype=torch.float64), eps_max=1.0, tol=0.1,
-                                     search="regula_falsi")
+        naive_minimal_epsilon_search(small_mlp(0), torch.randn(2, 8, dtype=torch.float64), SearchSettings(eps_max=1.0, tol=0.1, search="regula_falsi"))
 
 
 def test_regula_falsi_bisects_samples_that_do_not_flip_at_eps_max():
@@ -265,15 +267,16 @@ def test_regula_falsi_bisects_samples_that_do_not_flip_at_eps_max():
     x = torch.tensor([[0.05]], dtype=torch.float64)
     for eps_max in (3.0, 10.0):
         kw = dict(eps_max=eps_max, tol=1e-6)
-        assert_same(minimal_epsilon_search(model, x, search="regula_falsi", **kw), minimal_epsilon_search(model, x, **kw))
+        assert_same(minimal_epsilon_search(model, x, SearchSettings(search="regula_falsi", **kw)),
+                    minimal_epsilon_search(model, x, SearchSettings(**kw)))
     # eps_max = 1 flips (1.05 lies on the tent): interpolation then finds the first crossing at 0.05
-    falsi = minimal_epsilon_search(model, x, eps_max=1.0, tol=1e-6, search="regula_falsi")
+    falsi = minimal_epsilon_search(model, x, SearchSettings(eps_max=1.0, tol=1e-6, search="regula_falsi"))
     assert falsi.flipped.item() and abs(falsi.eps.item() - 0.05) <= 1e-6 and falsi.consistent.item()
 
 
 def test_unflipped_samples_are_reported_as_such():
     model, x = small_cnn(4), pixels(16, 13)
-    res = minimal_epsilon_search(model, x, eps_max=1e-3, tol=1e-4)
+    res = minimal_epsilon_search(model, x, SearchSettings(eps_max=1e-3, tol=1e-4))
     assert not res.flipped.any()
     assert res.eps.isnan().all() and res.perturbation_norm.isnan().all()
     assert torch.equal(res.adv_label, res.orig_label)
@@ -284,7 +287,7 @@ def test_unflipped_samples_are_reported_as_such():
 
 def test_perturbation_norm_is_eps_times_sqrt_nonzero_signs():
     model, x = small_cnn(0), pixels(32, 15)
-    res = minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-3)
+    res = minimal_epsilon_search(model, x, SearchSettings(eps_max=100.0, tol=1e-3))
     _, direction = attack_direction(model.eval(), x)
     nonzero = (direction != 0).flatten(1).sum(1).to(torch.float64)
     f = res.flipped
@@ -294,7 +297,7 @@ def test_perturbation_norm_is_eps_times_sqrt_nonzero_signs():
 
 def test_clip_keeps_pixels_in_range_and_measures_the_clipped_perturbation():
     model, x = small_cnn(2), pixels(32, 17)
-    res = minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-3, clip=(0, 255), return_adversarial=True)
+    res = minimal_epsilon_search(model, x, SearchSettings(eps_max=100.0, tol=1e-3, clip=(0, 255)), return_adversarial=True)
     assert res.adversarial.min() >= 0 and res.adversarial.max() <= 255
     f = res.flipped
     actual = (res.adversarial[f].double() - x[f].double()).flatten(1).norm(dim=1)
@@ -307,8 +310,8 @@ def test_model_state_is_restored_and_not_modified():
     model, x = small_cnn(4), pixels(8, 19)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-2, channels_last=True)
-    naive_minimal_epsilon_search(model, x[:2], eps_max=100.0, tol=1e-2)
+    minimal_epsilon_search(model, x, SearchSettings(eps_max=100.0, tol=1e-2, channels_last=True))
+    naive_minimal_epsilon_search(model, x[:2], SearchSettings(eps_max=100.0, tol=1e-2))
     assert all(m.training for m in model.modules())
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]) and v.is_contiguous()
@@ -317,8 +320,8 @@ def test_model_state_is_restored_and_not_modified():
 def test_channels_last_gives_the_same_answers_in_float64():
     model, x = small_cnn(0, dtype=torch.float64), pixels(20, 21, dtype=torch.float64)
     kw = dict(eps_max=100.0, tol=1e-4)
-    a = minimal_epsilon_search(model, x, channels_last=True, **kw)
-    b = minimal_epsilon_search(model, x, channels_last=False, **kw)
+    a = minimal_epsilon_search(model, x, SearchSettings(channels_last=True, **kw))
+    b = minimal_epsilon_search(model, x, SearchSettings(channels_last=False, **kw))
     assert torch.equal(a.flipped, b.flipped)
     torch.testing.assert_close(a.eps, b.eps, equal_nan=True, rtol=0, atol=1e-4)
 
@@ -333,7 +336,7 @@ def test_tf32_setting_is_restored():
 
 def test_progress_bar_and_return_adversarial(capsys):
     model, x = small_cnn(0), pixels(6, 23)
-    res = minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-2, progress=True, return_adversarial=True)
+    res = minimal_epsilon_search(model, x, SearchSettings(eps_max=100.0, tol=1e-2), progress=True, return_adversarial=True)
     assert res.adversarial.shape == x.shape and res.adversarial.dtype == x.dtype
     f = res.flipped
     with torch.no_grad():
@@ -358,8 +361,9 @@ def test_progress_bar_and_return_adversarial(capsys):
 def test_invalid_arguments_are_rejected(kwargs, message):
     base = dict(eps_max=1.0, tol=1e-2)
     base.update(kwargs)
+    labels = base.pop("labels", None)
     with pytest.raises(ValueError, match=message):
-        minimal_epsilon_search(small_mlp(0), torch.randn(4, 8, dtype=torch.float64), **base)
+        minimal_epsilon_search(small_mlp(0), torch.randn(4, 8, dtype=torch.float64), SearchSettings(**base), labels=labels)
 
 
 def trained_lenet_like(seed: int = 0, steps: int = 60) -> tuple[nn.Sequential, torch.Tensor]:
@@ -393,8 +397,7 @@ def test_returned_adversarials_flip_in_the_callers_model_batched_and_one_at_a_ti
     model, x = trained_lenet_like()
     with torch.no_grad():
         assert model(x).abs().amax() > 3  # logits of a trained net's size, not a random init's
-    res = minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-6, search=search, return_adversarial=True,
-                                 channels_last=True)
+    res = minimal_epsilon_search(model, x, SearchSettings(eps_max=100.0, tol=1e-6, search=search, channels_last=True), return_adversarial=True)
     f = res.flipped
     assert f.float().mean() >= 0.9
     adv = res.adversarial
@@ -419,7 +422,7 @@ def test_returned_adversarials_flip_in_the_callers_model_batched_and_one_at_a_ti
 
 def test_verified_points_flip_with_the_margin():
     model, x = trained_lenet_like(seed=1)
-    res = minimal_epsilon_search(model, x, eps_max=100.0, tol=1e-6, search="regula_falsi", return_adversarial=True)
+    res = minimal_epsilon_search(model, x, SearchSettings(eps_max=100.0, tol=1e-6, search="regula_falsi"), return_adversarial=True)
     f = res.flipped
     with torch.no_grad():
         z = model(res.adversarial[f]).double()
@@ -444,8 +447,8 @@ def test_regula_falsi_handles_grids_beyond_int64(eps_max, tol):
     """eps_max / tol > 2**63 overflowed int64 grid positions (and > 2**1024 a float64 scale)."""
     model = linear_model(4)
     x = torch.randn(30, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    falsi = minimal_epsilon_search(model, x, eps_max=eps_max, tol=tol, search="regula_falsi")
-    bisection = minimal_epsilon_search(model, x, eps_max=eps_max, tol=tol)
+    falsi = minimal_epsilon_search(model, x, SearchSettings(eps_max=eps_max, tol=tol, search="regula_falsi"))
+    bisection = minimal_epsilon_search(model, x, SearchSettings(eps_max=eps_max, tol=tol))
     assert falsi.flipped.all() and torch.equal(falsi.flipped, bisection.flipped)
     torch.testing.assert_close(falsi.eps, bisection.eps, rtol=1e-13, atol=0)
     _, direction = attack_direction(model.eval(), x)

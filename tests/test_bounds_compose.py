@@ -19,6 +19,8 @@ from advbounds.bounds import (
     model_bounds,
     plan_model,
 )
+from advbounds.bounds import compose
+from advbounds.bounds import mlp as mlp_bounds
 from advbounds.models import build_model
 from advbounds.models.layers import Scale, make_lrn
 
@@ -171,7 +173,7 @@ def test_eval_mode_chunking_training_flags_and_frame():
         torch.testing.assert_close(full.kappas[label], chunked.kappas[label])
     frame = full.to_frame()
     kappa_columns = [f"kappa_{k}" for k in full.kappas]
-    assert list(frame.columns) == ["sample", "predicted", "bound", *kappa_columns, "jacobian_norm"]
+    assert list(frame.columns) == ["sample", "pred_label", "bound", *kappa_columns, "jacobian_norm"]
     assert len(frame) == 7 and frame["bound"].gt(0).all()
     exact = model_bounds(model, x, jacobian_norm="exact")
     frob = model_bounds(model, x, jacobian_norm="frobenius")
@@ -208,3 +210,20 @@ def test_device_agnostic(device):
 
 def test_scale_layer_type_is_registered():
     assert Scale in BOUND_RULES and nn.LocalResponseNorm in BOUND_RULES and type(make_lrn()) is nn.LocalResponseNorm
+
+
+def test_the_tails_m_is_planned_once_and_the_extras_are_returned(monkeypatch):
+    """Algorithm 4.1's M depends only on the weights: computed when the model is planned, once per
+    call whatever the chunking, and handed to the tail rule (which then computes none itself);
+    ||J(x)|| comes back in the result, one value per sample."""
+    planned, in_rule = [], []
+    real = mlp_bounds.second_derivative_bound
+    monkeypatch.setattr(compose, "second_derivative_bound", lambda *a, **k: planned.append(1) or real(*a, **k))
+    monkeypatch.setattr(mlp_bounds, "second_derivative_bound", lambda *a, **k: in_rule.append(1) or real(*a, **k))
+    model = build_model("lenet5", seed=0, conv_channels=(4, 6), hidden=30)
+    x = _lenet_inputs(7, dtype=torch.float32)
+    result = model_bounds(model, x, batch_size=3)
+    assert planned == [1] and in_rule == []
+    tail = next(step for step in compose.plan_model(model) if isinstance(step.module, compose.MLPTail))
+    assert result.second_derivative_bound == tail.m == real(tail.module.linears, tail.module.activations)
+    assert result.jacobian_norm.shape == (7,) and torch.all(result.jacobian_norm > 0)

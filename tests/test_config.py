@@ -96,3 +96,37 @@ def test_first_samples_by_device_type():
     assert first_samples(samples, "cuda:0", 10000) == 10000
     assert first_samples(samples, "cpu", 20) == 20
     assert first_samples({"cpu": 5}, "mps", 100) == 5
+
+
+def test_format_ell():
+    from advbounds.config import format_ell
+
+    assert [format_ell(v) for v in (0, 0.01, 1.0, 3)] == ["0", "0.01", "1", "3"]
+
+
+def test_the_config_slices_the_rules_pass_on():
+    from advbounds.config import (
+        example_figure_settings,
+        iterative_figure_settings,
+        kernel_scaling_settings,
+        regularization_ells,
+        trained_mlp_settings,
+    )
+
+    config = copy.deepcopy(CONFIG)
+    trained = config["chapter4"]["trained"]
+    trained["datasets"]["wine"]["training"] = {"lr": 0.5}
+    wine = trained_mlp_settings(config, "wine")
+    assert wine == {"hidden": trained["datasets"]["wine"]["hidden"], "activation": trained["activation"],
+                    "training": {**trained["training"], "lr": 0.5}}
+    assert trained_mlp_settings(config, "iris")["training"] == trained["training"]
+    config["chapter4"]["regularization"]["ells"] = [0, 0.1, 2.0]
+    assert regularization_ells(config) == {"0": 0.0, "0.1": 0.1, "2": 2.0}
+    ch5 = config["chapter5"]
+    iterative = iterative_figure_settings(config)
+    assert "model" not in iterative and "extra_models" not in iterative and iterative["attack"] == ch5["attack"]
+    assert iterative["steps"] == ch5["figures"]["figure_2_5"]["steps"]
+    assert example_figure_settings(config, "5_8") == {**ch5["figures"]["figure_5_8"], "attack": ch5["attack"]}
+    scaling = kernel_scaling_settings(config)
+    assert scaling["bounds"] == {k: ch5["bounds"][k] for k in ("batch_size", "relu_second_derivative")}
+    assert scaling["epsilon"] == ch5["figures"]["figure_5_12"]["epsilon"]

@@ -4,6 +4,8 @@ and advbounds.plotting.chapters34."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,18 +16,13 @@ from hypothesis import strategies as st
 
 from advbounds.attacks import exact_minimal_perturbation_linear, minimal_epsilon_search
 from advbounds.bounds import ACTIVATION_DERIVATIVE_BOUNDS, linear_output_bound
-from advbounds.experiments import activations, linear, mlp
-from advbounds.experiments.deviations import (
-    count_violations,
-    derive_seed,
-    draw_random_test,
-    format_interval,
-    summarize,
-)
-from advbounds.experiments.stacked import StackedMLP, stacked_search
+from advbounds.experiments import activations, linear, mlp, mlp_summary
+from advbounds.experiments.deviations import count_violations, derive_seed, format_interval, summarize
+from advbounds.experiments.stacked import StackedMLP, draw_random_test, stacked_search
+from advbounds.settings import SearchSettings, TrainingSettings
 
 
-ATTACK = {"eps_max": 100.0, "tol": 1e-7}
+ATTACK = SearchSettings(eps_max=100.0, tol=1e-7)
 
 
 def linear_spec(**overrides):
@@ -76,8 +73,8 @@ def test_stacked_mlp_refuses_other_batch_shapes():
 def test_stacked_search_equals_per_model_search():
     models, x = draw_random_test(n_models=4, n_samples=6, dim=3, n_classes=4, hidden=[6, 6],
                                  sample_interval=[-1, 1], param_interval=[-1, 1], seed=11)
-    batched = stacked_search(models, x, method="fgs", eps_max=20.0, tol=1e-8)
-    single = [minimal_epsilon_search(m, xs, method="fgs", eps_max=20.0, tol=1e-8) for m, xs in zip(models, x)]
+    batched = stacked_search(models, x, SearchSettings(method="fgs", eps_max=20.0, tol=1e-8))
+    single = [minimal_epsilon_search(m, xs, SearchSettings(method="fgs", eps_max=20.0, tol=1e-8)) for m, xs in zip(models, x)]
     for field in ("eps", "perturbation_norm"):
         expected = torch.cat([getattr(r, field) for r in single])
         torch.testing.assert_close(getattr(batched, field), expected, rtol=1e-9, atol=1e-12, equal_nan=True)
@@ -150,7 +147,7 @@ def test_exact_never_below_bound_and_fgs_never_below_exact(seed, dim, classes):
     layer = models[0][0]
     bound = linear_output_bound(layer.weight, layer.bias, x[0])
     exact = exact_minimal_perturbation_linear(layer.weight, layer.bias, x[0]).norm
-    fgs = minimal_epsilon_search(models[0], x[0], method="fgs", eps_max=1e3, tol=1e-9)
+    fgs = minimal_epsilon_search(models[0], x[0], SearchSettings(method="fgs", eps_max=1e3, tol=1e-9))
     assert torch.all(exact >= bound - 1e-9 * (1 + bound))
     flipped = fgs.flipped
     assert torch.all(fgs.perturbation_norm[flipped] >= exact[flipped] - 1e-7)
@@ -184,8 +181,8 @@ def test_deviations_long_has_both_kinds():
 
 
 def test_figure_3_1_example_geometry():
-    example = linear.figure_3_1_example({"sample_interval": [-1, 1], "param_interval": [-1, 1],
-                                         "attack": {"eps_max": 100.0, "tol": 1e-10}}, seed=4)
+    example = linear.figure_3_1_example(sample_interval=[-1, 1], param_interval=[-1, 1],
+                                        attack=SearchSettings(eps_max=100.0, tol=1e-10), seed=4)
     w, b, x, r, q = (np.asarray(example[k]) for k in ("w", "b", "x", "r", "q"))
     assert w @ (x + r) + b == pytest.approx(0.0, abs=1e-12)  # x + r lies on the decision line (eq. 3.7)
     assert np.linalg.norm(r) == pytest.approx(example["r_norm"])
@@ -234,63 +231,63 @@ def test_activation_curves():
 
 def test_random_mlp_test_frame_and_table_4_2():
     spec = mlp_spec()
-    frame = mlp.random_mlp_test_frame(spec, number=3, seed=5, activation="tanh", attack={"eps_max": 10.0, "tol": 1e-6},
-                                      reference_attack={"eps_max": 1.0, "tol": 1e-6})
-    assert list(frame.columns) == list(mlp.RANDOM_SAMPLE_COLUMNS) + list(mlp.REFERENCE_COLUMNS)
+    frame = mlp.random_mlp_test_frame(spec, number=3, seed=5, activation="tanh", attack=SearchSettings(eps_max=10.0, tol=1e-6),
+                                      reference_attack=SearchSettings(eps_max=1.0, tol=1e-6))
+    assert list(frame.columns) == list(mlp_summary.RANDOM_SAMPLE_COLUMNS) + list(mlp_summary.REFERENCE_COLUMNS)
     assert len(frame) == 12 and frame["M"].gt(0).all()
     flipped = frame["fgs_flipped"]
     assert (frame.loc[flipped, "deviation"] >= 0).all()
     # the reference search has M = 1: every epsilon it reports is within it, and its bound is the same
     assert (frame.loc[frame["ref_flipped"], "ref_eps"] <= 1.0).all()
     assert (frame.loc[frame["ref_flipped"], "ref_deviation"] >= 0).all()
-    table = mlp.table_4_2([spec], [frame], atol=1e-9)
-    assert list(table.columns) == list(mlp.TABLE_4_2_COLUMNS)
+    table = mlp_summary.table_4_2([spec], [frame], atol=1e-9)
+    assert list(table.columns) == list(mlp_summary.TABLE_4_2_COLUMNS)
     row = table.iloc[0]
     assert row["Violations"] == 0 and row["Layers"] == 2 and row["Units"] == 6
     assert row["Flipped"] == f"{int(flipped.sum())}/12"
-    averages = mlp.mlp_average_deviations(frame)
+    averages = mlp_summary.mlp_average_deviations(frame)
     assert set(averages.columns) == {"test", "mlp", "kind", "mean_deviation"}
-    assert set(averages["kind"]) <= {mlp.KIND_SEARCH, mlp.KIND_REFERENCE}
+    assert set(averages["kind"]) <= {mlp_summary.KIND_SEARCH, mlp_summary.KIND_REFERENCE}
 
 
 def test_random_mlp_eps_max_override():
     spec = mlp_spec(eps_max=1e-6)
-    frame = mlp.random_mlp_test_frame(spec, number=1, seed=5, activation="tanh", attack={"eps_max": 10.0, "tol": 1e-9})
+    frame = mlp.random_mlp_test_frame(spec, number=1, seed=5, activation="tanh", attack=SearchSettings(eps_max=10.0, tol=1e-9))
     assert not frame["fgs_flipped"].any()  # nothing flips within 1e-6: reported, not hidden
-    table = mlp.table_4_2([spec], [frame], atol=1e-9)
+    table = mlp_summary.table_4_2([spec], [frame], atol=1e-9)
     assert table.iloc[0]["Flipped"] == "0/12" and math.isnan(table.iloc[0]["Mean"])
 
 
 @pytest.fixture(scope="module")
 def trained_blobs():
     data = blobs()
-    model, metrics, kwargs = mlp.train_mlp(data, hidden=[5, 3], activation="tanh",
-                                           training={"optimizer": "adam", "lr": 0.02, "batch_size": 16,
-                                                     "iterations": 150},
-                                           seed=mlp.model_seed(1, "blobs"), device="cpu")
+    model, kwargs, metrics = mlp.train_mlp(data, hidden=[5, 3], activation="tanh",
+                                           training=TrainingSettings(optimizer="adam", lr=0.02, batch_size=16,
+                                                                     iterations=150, seed=mlp.model_seed(1, "blobs")),
+                                           device="cpu")
     return data, model, metrics, kwargs
 
 
 def test_train_mlp_and_accuracy_table(trained_blobs):
     data, model, metrics, kwargs = trained_blobs
     assert kwargs == {"in_dim": 4, "hidden": [5, 3], "n_classes": 3, "activation": "tanh"}
-    assert metrics["test_accuracy"] > 0.8
-    assert metrics["n_test"] == len(data["x_test"]) and metrics["n_val"] == len(data["x_val"])
-    table = mlp.accuracy_table({"iris": metrics}, {"iris": [5, 3]})
-    assert list(table.columns) == list(mlp.ACCURACY_COLUMNS)
+    assert metrics.test_accuracy > 0.8
+    assert metrics.details["n_test"] == len(data["x_test"]) and metrics.details["n_val"] == len(data["x_val"])
+    table = mlp_summary.accuracy_table({"iris": metrics}, {"iris": [5, 3]})
+    assert list(table.columns) == list(mlp_summary.ACCURACY_COLUMNS)
     assert table.iloc[0]["Dataset"] == "Iris" and table.iloc[0]["Hidden"] == "(5, 3)"
     assert 0 <= table.iloc[0]["Test accuracy"] <= 1
 
 
 def test_trained_mlp_frame_and_table_4_3(trained_blobs):
     data, model, _, _ = trained_blobs
-    frame = mlp.trained_mlp_frame(model, data, dataset="wine", split="test", attack={"eps_max": 100.0, "tol": 1e-6},
-                                  reference_attack={"eps_max": 1.0, "tol": 1e-6})
+    frame = mlp.trained_mlp_frame(model, data, dataset="wine", split="test", attack=SearchSettings(eps_max=100.0, tol=1e-6),
+                                  reference_attack=SearchSettings(eps_max=1.0, tol=1e-6))
     assert len(frame) == len(data["x_test"])
     assert (frame["true_label"].to_numpy() == data["y_test"].numpy()).all()
     assert (frame.loc[frame["fgs_flipped"], "deviation"] >= 0).all()
-    table = mlp.table_4_3({"wine": frame}, atol=1e-9)
-    assert list(table.columns) == list(mlp.TABLE_4_3_COLUMNS)
+    table = mlp_summary.table_4_3({"wine": frame}, atol=1e-9)
+    assert list(table.columns) == list(mlp_summary.TABLE_4_3_COLUMNS)
     assert table.iloc[0]["Dataset"] == "Wine" and table.iloc[0]["Violations"] == 0
 
 
@@ -304,20 +301,17 @@ def test_split_data_all_concatenates_every_split():
 
 def test_regularization_point_at_zero_retrains_the_plain_model(trained_blobs):
     data, _, metrics, _ = trained_blobs
-    training = {"optimizer": "adam", "lr": 0.02, "batch_size": 16, "iterations": 150}
+    training = TrainingSettings(optimizer="adam", lr=0.02, batch_size=16, iterations=150,
+                                seed=mlp.model_seed(1, "blobs"))
     point = mlp.regularization_point(data, dataset="iris", ell=0.0, hidden=[5, 3], activation="tanh", training=training,
-                                     seed=mlp.model_seed(1, "blobs"), attack={"eps_max": 1.0, "tol": 1e-3})
-    assert set(point) == set(mlp.REGULARIZATION_COLUMNS)
-    assert point["test_accuracy"] == metrics["test_accuracy"]
+                                     attack=SearchSettings(eps_max=1.0, tol=1e-3))
+    assert set(point) == set(mlp_summary.REGULARIZATION_COLUMNS)
+    assert point["test_accuracy"] == metrics.test_accuracy
     for key in ("accuracy", "fgs_error_rate", "fgv_error_rate"):
         assert 0.0 <= point[key] <= 1.0
     assert point["samples"] == 120
-    frame = mlp.regularization_frame([point, {**point, "ell": -1.0}])
+    frame = mlp_summary.regularization_frame([point, {**point, "ell": -1.0}])
     assert list(frame["ell"]) == [-1.0, 0.0]
-
-
-def test_format_ell():
-    assert [mlp.format_ell(v) for v in (0, 0.01, 1.0, 3)] == ["0", "0.01", "1", "3"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -330,8 +324,8 @@ def test_figures_render(tmp_path):
     from advbounds.plotting import chapters34
 
     use_style()
-    example = linear.figure_3_1_example({"sample_interval": [-1, 1], "param_interval": [-1, 1],
-                                         "attack": {"eps_max": 100.0, "tol": 1e-9}}, seed=2)
+    example = linear.figure_3_1_example(sample_interval=[-1, 1], param_interval=[-1, 1],
+                                        attack=SearchSettings(eps_max=100.0, tol=1e-9), seed=2)
     save_figure(chapters34.figure_3_1(example), [tmp_path / "f31.png"])
     curves = activations.activation_curves(["sigmoid", "tanh"], -3, 3, 31)
     save_figure(chapters34.figure_2_1(curves), [tmp_path / "f21.png"])
@@ -341,5 +335,11 @@ def test_figures_render(tmp_path):
                           "fgs_error_rate": [0.9, 0.5, 0.0], "fgv_error_rate": [0.95, 0.5, 0.0],
                           "fgs_norm_median": [0.5, 0.7, math.nan], "fgv_norm_median": [0.4, 0.6, math.nan],
                           "bound_mean": [0.1, 0.2, 1.0]})
-    save_figure(chapters34.figure_4_3(sweep, mlp.DATASET_NAMES), [tmp_path / "f43.png"])
+    save_figure(chapters34.figure_4_3(sweep, mlp_summary.DATASET_NAMES), [tmp_path / "f43.png"])
     assert all((tmp_path / name).stat().st_size > 0 for name in ("f31.png", "f21.png", "box.pdf", "f43.png"))
+
+
+def test_the_chapter_4_tables_import_without_torch():
+    """mlp_summary (and the deviation statistics it uses) only summarise frames: no torch there."""
+    code = "import sys, advbounds.experiments.mlp_summary; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from advbounds.metrics import ModelMetrics
 from advbounds.report import build, catalog, compare, comparisons, gallery, sources
 from advbounds.report.compare import (
     DIFFERS,
@@ -639,7 +640,9 @@ def test_a_failing_comparer_is_reported_not_swallowed(monkeypatch, tmp_path: Pat
 
 def test_section_5_3_1_compares_both_accuracies_and_names_a_missing_one(tmp_path: Path) -> None:
     (tmp_path / "results/models").mkdir(parents=True)
-    (tmp_path / "results/models/lenet5.metrics.json").write_text(json.dumps({"test_accuracy": 0.9846}))
+    ModelMetrics(train_accuracy=0.99, val_accuracy=None, test_accuracy=0.9846, final_loss=0.05, loss_curve=[],
+                 iterations=10, epochs=1.0, resumed_from=0, wall_time_s=1.0, device="cpu", seed=0, n_train=10,
+                 settings={}).to_json(tmp_path / "results/models/lenet5.metrics.json")
     by = {c.quantity: c for c in comparisons.compare_section_5_3_1(_ctx(tmp_path))}
     lenet = by["LeNet-5 test accuracy (thesis: above)"]
     assert lenet.reproduced == 0.9846 and lenet.published == 0.99 and lenet.verdict != MISSING

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from advbounds.settings import SearchSettings
 from advbounds.experiments import sandwich
 
 
@@ -182,7 +183,7 @@ def _random_test(kind: str, spec: dict, activation: str = "tanh"):
     settings = sandwich34.Chapters34Sandwich.from_settings(
         {"kind": kind, "strong_attacks": SMALL_ATTACKS, "number": 1, "spec": spec, "activation": activation,
          "dtype": "float64"})
-    attack = {"eps_max": 100.0, "tol": 1e-6}
+    attack = SearchSettings(eps_max=100.0, tol=1e-6)
     if kind == "linear":
         per_sample = linear.linear_test_frame(spec, number=1, seed=settings.test_seed(0), attack=attack)
     else:
@@ -260,7 +261,7 @@ def test_a_trained_mlps_sandwich_reads_the_split_of_its_per_sample_frame():
     data = {"x_test": torch.randn(7, 4, generator=g), "y_test": torch.randint(0, 3, (7,), generator=g)}
     model = build_model("mlp", seed=0, in_dim=4, hidden=[5], n_classes=3, activation="tanh").eval()
     per_sample = mlp.trained_mlp_frame(model, data, dataset="iris", split="test",
-                                       attack={"eps_max": 100.0, "tol": 1e-6})
+                                       attack=SearchSettings(eps_max=100.0, tol=1e-6))
     settings = sandwich34.Chapters34Sandwich.from_settings(
         {"kind": "trained_mlp", "strong_attacks": SMALL_ATTACKS, "split": "test", "dtype": "float64"})
     frame = sandwich34.trained_mlp_sandwich_frame(per_sample, model, data["x_test"], settings)

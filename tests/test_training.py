@@ -10,15 +10,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from advbounds import training
+from advbounds.metrics import ModelMetrics
 from advbounds.models import build_model
+from advbounds.settings import TrainingSettings
 from advbounds.training import (
-    TRAINING_DEFAULTS,
     evaluate_accuracy,
     load_model,
     load_model_record,
     output_layer_delta,
     predict,
-    resolve_settings,
     save_model,
     train_classifier,
 )
@@ -61,59 +61,59 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-SETTINGS = {"optimizer": "adam", "lr": 0.01, "batch_size": 16, "iterations": 200, "seed": 1}
+SETTINGS = TrainingSettings(optimizer="adam", lr=0.01, batch_size=16, iterations=200, seed=1)
 
 
 def test_mlp_learns_a_separable_problem():
     data = blobs()
     model = mlp()
     metrics = train_classifier(model, data, SETTINGS, CPU, progress=False)
-    assert metrics["train_accuracy"] >= 0.97
-    assert metrics["test_accuracy"] >= 0.95
-    assert metrics["val_accuracy"] >= 0.9
-    assert metrics["final_loss"] < 0.2
-    assert metrics["iterations"] == 200 and metrics["resumed_from"] == 0
-    assert metrics["device"] == "cpu" and metrics["seed"] == 1
-    assert metrics["loss_curve"][0][0] == 100 and metrics["loss_curve"][-1][0] == 200
-    assert metrics["loss_curve"][-1][1] < metrics["loss_curve"][0][1] + 1e-9 or metrics["final_loss"] < 0.05
+    assert metrics.train_accuracy >= 0.97
+    assert metrics.test_accuracy >= 0.95
+    assert metrics.val_accuracy >= 0.9
+    assert metrics.final_loss < 0.2
+    assert metrics.iterations == 200 and metrics.resumed_from == 0
+    assert metrics.device == "cpu" and metrics.seed == 1
+    assert metrics.loss_curve[0][0] == 100 and metrics.loss_curve[-1][0] == 200
+    assert metrics.loss_curve[-1][1] < metrics.loss_curve[0][1] + 1e-9 or metrics.final_loss < 0.05
     assert not model.training  # returned in eval mode
 
 
 def test_tiny_nin_learns_a_colour_problem():
     data = tiny_images(n=96)
-    metrics = train_classifier(tiny_nin(), data, {"lr": 3e-3, "batch_size": 16, "iterations": 100, "seed": 0},
+    metrics = train_classifier(tiny_nin(), data, TrainingSettings(lr=3e-3, batch_size=16, iterations=100, seed=0),
                                CPU, progress=False)
-    assert metrics["train_accuracy"] >= 0.95 and metrics["test_accuracy"] >= 0.9
+    assert metrics.train_accuracy >= 0.95 and metrics.test_accuracy >= 0.9
 
 
 def test_sgd_with_momentum_and_epochs():
     data = blobs()
-    settings = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 32, "epochs": 20, "seed": 0,
-                "lr_milestones": [200], "lr_gamma": 0.5}
+    settings = TrainingSettings(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, epochs=20, seed=0,
+                                lr_milestones=[200], lr_gamma=0.5)
     metrics = train_classifier(mlp(), data, settings, CPU, progress=False)
-    assert metrics["iterations"] == 20 * math.ceil(len(data["x_train"]) / 32)
-    assert metrics["epochs"] == pytest.approx(20)
-    assert metrics["test_accuracy"] >= 0.95
+    assert metrics.iterations == 20 * math.ceil(len(data["x_train"]) / 32)
+    assert metrics.epochs == pytest.approx(20)
+    assert metrics.test_accuracy >= 0.95
 
 
 def test_training_is_deterministic_for_a_seed():
     data = blobs()
     a, b, c = mlp(), mlp(), mlp()
-    train_classifier(a, data, {**SETTINGS, "iterations": 50}, CPU, progress=False)
-    train_classifier(b, data, {**SETTINGS, "iterations": 50}, CPU, progress=False)
-    train_classifier(c, data, {**SETTINGS, "iterations": 50, "seed": 2}, CPU, progress=False)
+    train_classifier(a, data, SETTINGS.replace(iterations=50), CPU, progress=False)
+    train_classifier(b, data, SETTINGS.replace(iterations=50), CPU, progress=False)
+    train_classifier(c, data, SETTINGS.replace(iterations=50, seed=2), CPU, progress=False)
     assert same_weights(a, b)
     assert not same_weights(a, c)  # the seed drives the shuffling
 
 
 def test_training_with_dropout_is_deterministic_and_leaves_the_global_rng_alone():
     data = tiny_images()
-    settings = {"lr": 0.003, "batch_size": 8, "iterations": 12, "seed": 0}
+    settings = TrainingSettings(lr=0.003, batch_size=8, iterations=12, seed=0)
     a, b = tiny_nin(), tiny_nin()
     state = torch.get_rng_state()
     train_classifier(a, data, settings, CPU, progress=False)
     assert torch.equal(torch.get_rng_state(), state)
-    torch.manual_seed(12345)  # the dropout masks depend on settings["seed"], not on the caller's RNG
+    torch.manual_seed(12345)  # the dropout masks depend on settings.seed, not on the caller's RNG
     train_classifier(b, data, settings, CPU, progress=False)
     assert same_weights(a, b)
 
@@ -135,9 +135,9 @@ def interrupt_at(monkeypatch, stop_iteration: int) -> None:
 
 
 @pytest.mark.parametrize("make_model, data_fn, settings", [
-    (mlp, blobs, {**SETTINGS, "iterations": 60, "checkpoint_every": 20}),
+    (mlp, blobs, SETTINGS.replace(iterations=60, checkpoint_every=20)),
     # dropout + Adam: the checkpoint must restore the RNG and the optimizer moments
-    (tiny_nin, tiny_images, {"lr": 0.003, "batch_size": 8, "iterations": 15, "checkpoint_every": 5, "seed": 0}),
+    (tiny_nin, tiny_images, TrainingSettings(lr=0.003, batch_size=8, iterations=15, checkpoint_every=5, seed=0)),
 ])
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, monkeypatch, make_model, data_fn, settings):
     data = data_fn()
@@ -145,7 +145,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, monkeypat
     train_classifier(reference, data, settings, CPU, progress=False)
 
     checkpoint = tmp_path / "ckpt.pt"
-    total, every = settings["iterations"], settings["checkpoint_every"]
+    total, every = settings.iterations, settings.checkpoint_every
     with monkeypatch.context() as patch:
         interrupt_at(patch, total - every // 2)
         with pytest.raises(Interrupt):
@@ -155,13 +155,13 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, monkeypat
 
     resumed = make_model()
     metrics = train_classifier(resumed, data, settings, CPU, progress=False, checkpoint_path=checkpoint)
-    assert metrics["resumed_from"] == total - every
+    assert metrics.resumed_from == total - every
     assert same_weights(resumed, reference)
 
 
 def test_corrupt_or_foreign_checkpoints_are_never_used(tmp_path):
     data = blobs()
-    settings = {**SETTINGS, "iterations": 30, "checkpoint_every": 10}
+    settings = SETTINGS.replace(iterations=30, checkpoint_every=10)
     reference = mlp()
     train_classifier(reference, data, settings, CPU, progress=False)
 
@@ -170,16 +170,16 @@ def test_corrupt_or_foreign_checkpoints_are_never_used(tmp_path):
     model = mlp()
     with pytest.warns(RuntimeWarning, match="unreadable"):
         metrics = train_classifier(model, data, settings, CPU, progress=False, checkpoint_path=checkpoint)
-    assert metrics["resumed_from"] == 0 and same_weights(model, reference)
+    assert metrics.resumed_from == 0 and same_weights(model, reference)
 
     # a valid checkpoint of another run (different lr) is ignored as well
-    other = {**settings, "lr": 0.02, "iterations": 10, "checkpoint_every": 5}
+    other = settings.replace(lr=0.02, iterations=10, checkpoint_every=5)
     checkpoint.unlink()
-    train_classifier(mlp(), data, {**other, "iterations": 20}, CPU, progress=False, checkpoint_path=checkpoint)
+    train_classifier(mlp(), data, other.replace(iterations=20), CPU, progress=False, checkpoint_path=checkpoint)
     model = mlp()
     with pytest.warns(RuntimeWarning, match="different"):
         metrics = train_classifier(model, data, settings, CPU, progress=False, checkpoint_path=checkpoint)
-    assert metrics["resumed_from"] == 0 and same_weights(model, reference)
+    assert metrics.resumed_from == 0 and same_weights(model, reference)
 
 
 def test_output_layer_delta_matches_a_hand_computed_value():
@@ -217,7 +217,7 @@ def test_regularized_loss_is_cross_entropy_minus_l_delta():
     initial = mlp(seed=5)
     ell = 0.3
     # one iteration on the whole training set: the recorded loss is the loss at the initial weights
-    settings = {"lr": 1e-3, "batch_size": len(data["x_train"]), "iterations": 1, "regularization": ell}
+    settings = TrainingSettings(lr=1e-3, batch_size=len(data["x_train"]), iterations=1, regularization=ell)
     metrics = train_classifier(model, data, settings, CPU, progress=False)
     x, y = data["x_train"], data["y_train"]
     with torch.no_grad():
@@ -233,15 +233,15 @@ def test_regularized_loss_is_cross_entropy_minus_l_delta():
         for i in range(len(x))
     ])
     expected = F.cross_entropy(logits, y).item() - ell * delta.mean().item()
-    assert metrics["final_loss"] == pytest.approx(expected, rel=1e-5)
+    assert metrics.final_loss == pytest.approx(expected, rel=1e-5)
 
 
 def test_regularization_increases_the_output_margin():
     data = blobs()
     plain, regular = mlp(), mlp()
-    settings = {**SETTINGS, "iterations": 150}
+    settings = SETTINGS.replace(iterations=150)
     train_classifier(plain, data, settings, CPU, progress=False)
-    train_classifier(regular, data, {**settings, "regularization": 1.0}, CPU, progress=False)
+    train_classifier(regular, data, settings.replace(regularization=1.0), CPU, progress=False)
 
     def mean_delta(model):
         with torch.no_grad():
@@ -252,7 +252,7 @@ def test_regularization_increases_the_output_margin():
 
 def test_regularization_needs_a_linear_output_layer():
     with pytest.raises(ValueError, match="Linear"):
-        train_classifier(tiny_nin(), tiny_images(), {"iterations": 1, "regularization": 0.1}, CPU, progress=False)
+        train_classifier(tiny_nin(), tiny_images(), TrainingSettings(iterations=1, regularization=0.1), CPU, progress=False)
 
 
 @pytest.mark.parametrize("bad", [
@@ -266,7 +266,7 @@ def test_regularization_needs_a_linear_output_layer():
 ])
 def test_invalid_settings_are_rejected(bad):
     with pytest.raises(ValueError):
-        resolve_settings(bad)
+        TrainingSettings.from_config(bad)
 
 
 def test_predict_and_evaluate_accuracy():
@@ -310,16 +310,16 @@ def test_each_epoch_reshuffles_reproducibly():
 
 
 def test_multistep_learning_rate_schedule():
-    s = resolve_settings({"iterations": 10, "lr": 0.1, "lr_milestones": [5, 2], "lr_gamma": 0.5})
+    s = TrainingSettings(iterations=10, lr=0.1, lr_milestones=[5, 2], lr_gamma=0.5)
     assert [training._lr_at(s, i) for i in (0, 1, 2, 4, 5, 9)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
     # Caffe's LeNet solver: base_lr 0.01, lr_policy "inv", gamma 1e-4, power 0.75
-    s = resolve_settings({"iterations": 10, "lr": 0.01, "lr_policy": "inv", "lr_gamma": 1e-4, "lr_power": 0.75})
+    s = TrainingSettings(iterations=10, lr=0.01, lr_policy="inv", lr_gamma=1e-4, lr_power=0.75)
     assert training._lr_at(s, 0) == pytest.approx(0.01)
     assert training._lr_at(s, 10_000) == pytest.approx(0.01 * 2 ** -0.75)
-    assert training._lr_at(resolve_settings({"iterations": 10}), 10_000) == TRAINING_DEFAULTS["lr"]  # no schedule
+    assert training._lr_at(TrainingSettings(iterations=10), 10_000) == TrainingSettings.lr  # no schedule
 
 
-RESUMABLE = {**SETTINGS, "iterations": 30, "checkpoint_every": 10}
+RESUMABLE = SETTINGS.replace(iterations=30, checkpoint_every=10)
 
 
 def interrupted_run(monkeypatch, checkpoint, code_version: str = "") -> None:
@@ -338,12 +338,12 @@ def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match="different"):
         metrics = train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
                                    code_version="new")
-    assert metrics["resumed_from"] == 0
+    assert metrics.resumed_from == 0
     # the same code resumes
     interrupted_run(monkeypatch, checkpoint, code_version="new")
     metrics = train_classifier(mlp(), data, settings, CPU, progress=False, checkpoint_path=checkpoint,
                                code_version="new")
-    assert metrics["resumed_from"] == 20
+    assert metrics.resumed_from == 20
 
 
 def test_equal_weights_give_a_byte_identical_model_file(tmp_path):
@@ -352,8 +352,8 @@ def test_equal_weights_give_a_byte_identical_model_file(tmp_path):
     files = []
     for run in range(2):
         model = mlp()
-        metrics = train_classifier(model, blobs(), {**SETTINGS, "iterations": 20}, CPU, progress=False)
-        assert "wall_time_s" in metrics and "resumed_from" in metrics
+        metrics = train_classifier(model, blobs(), SETTINGS.replace(iterations=20), CPU, progress=False)
+        assert "wall_time_s" in metrics.to_dict() and "resumed_from" in metrics.to_dict()
         path = tmp_path / f"run{run}.pt"
         save_model(model, "mlp", {"in_dim": 4, "hidden": [8], "n_classes": 3}, path, metrics)
         files.append(path.read_bytes())
@@ -369,4 +369,19 @@ def test_training_log_names_the_settings_the_resume_point_and_the_final_accuracy
     text = caplog.text
     assert "lr=0.01" in text and "batch_size=16" in text and "iterations=30" in text
     assert "resumed from checkpoint" in text and "at iteration 20 of 30" in text
-    assert f"test {metrics['test_accuracy']:.4f}" in text and "final accuracy" in text
+    assert f"test {metrics.test_accuracy:.4f}" in text and "final accuracy" in text
+
+
+def test_model_metrics_round_trip_and_refuse_incomplete_files(tmp_path):
+    metrics = train_classifier(mlp(), blobs(), SETTINGS.replace(iterations=20), CPU, progress=False)
+    assert metrics.settings == SETTINGS.replace(iterations=20).to_dict()
+    described = metrics.with_details(dataset="blobs", n_test=3)
+    assert list(described.to_dict())[-2:] == ["dataset", "n_test"]
+    path = tmp_path / "m.metrics.json"
+    described.to_json(path)
+    assert ModelMetrics.from_json(path) == described
+    with pytest.raises(ValueError, match="measured"):
+        metrics.with_details(test_accuracy=1.0)  # a detail never overwrites what training measured
+    path.write_text('{"test_accuracy": 0.9}')
+    with pytest.raises(ValueError, match="lacks the training metrics"):
+        ModelMetrics.from_json(path)

@@ -93,6 +93,53 @@ def check_config(config: Mapping[str, Any]) -> None:
                                       f"chapter5.models ({', '.join(ch5['models'])})")
 
 
+def trained_mlp_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """The config slice of the Section 4.3.2 MLP of ``dataset`` (rules ch4_train, ch4_regularization):
+    its ``hidden`` sizes, the shared ``activation``, and ``chapter4.trained.training`` with the data
+    set's own ``training`` entries on top."""
+    trained = config["chapter4"]["trained"]
+    entry = trained["datasets"][dataset]
+    return {
+        "hidden": entry["hidden"],
+        "activation": trained["activation"],
+        "training": {**trained["training"], **entry.get("training", {})},
+    }
+
+
+def regularization_ells(config: Mapping[str, Any]) -> dict[str, float]:
+    """The Section 4.4 weights l of ``chapter4.regularization.ells`` by their file-name form
+    (``0.1`` -> ``"0.1"``, ``2`` -> ``"2"``), in config order."""
+    return {format_ell(ell): float(ell) for ell in config["chapter4"]["regularization"]["ells"]}
+
+
+def format_ell(ell: float) -> str:
+    """The file-name form of a regularization weight (``0.1`` -> ``"0.1"``, ``2`` -> ``"2"``)."""
+    return f"{float(ell):g}"
+
+
+def iterative_figure_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a Figure 2.5 job reads: ``chapter5.figures.figure_2_5`` less the model choices (the rule
+    names the model), and the search settings ``chapter5.attack``."""
+    ch5 = config["chapter5"]
+    figure = {k: v for k, v in ch5["figures"]["figure_2_5"].items() if k not in ("model", "extra_models")}
+    return {**figure, "attack": ch5["attack"]}
+
+
+def example_figure_settings(config: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """What a Figure 5.8 / 5.9 job reads (``label`` ``"5_8"`` or ``"5_9"``): its figure entry and the
+    search settings ``chapter5.attack`` that rebuild the adversarial images."""
+    ch5 = config["chapter5"]
+    return {**ch5["figures"][f"figure_{label}"], "attack": ch5["attack"]}
+
+
+def kernel_scaling_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the Figure 5.12 job reads: its figure entry and the two bound settings it recomputes
+    the bound with."""
+    ch5 = config["chapter5"]
+    bounds = {k: ch5["bounds"][k] for k in ("batch_size", "relu_second_derivative")}
+    return {**ch5["figures"]["figure_5_12"], "bounds": bounds}
+
+
 def sandwich_models(config: Mapping[str, Any]) -> list[str]:
     """The Chapter 5 networks that get a robustness sandwich: those of Tables 5.1-5.3 (config
     ``chapter5.networks`` and ``chapter5.lrn_networks``), once each, in that order."""

@@ -27,36 +27,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .io import save_torch
+from .metrics import ModelMetrics
 from .models import build_model
 from .progress import progress_bar
+from .settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
-#: every setting ``train_classifier`` understands, with its default (``None``: must be given / unset)
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "optimizer": "adam",  # "adam" | "sgd"
-    "lr": 1e-3,
-    "momentum": 0.9,  # SGD only
-    "weight_decay": 0.0,  # L2 penalty coefficient, as the optimizers' weight_decay
-    "batch_size": 64,
-    "iterations": None,  # exactly one of iterations / epochs
-    "epochs": None,
-    "seed": 0,
-    "regularization": 0.0,  # the l of Section 4.4; 0 = plain cross-entropy
-    "lr_policy": "multistep",  # "multistep" | "inv" (Caffe's: lr * (1 + lr_gamma * iteration) ** -lr_power)
-    "lr_milestones": [],  # multistep: iterations at which lr is multiplied by lr_gamma
-    "lr_gamma": 0.1,
-    "lr_power": None,  # inv only (required there, as is an explicit lr_gamma)
-    "checkpoint_every": 500,  # iterations between checkpoints (when a checkpoint_path is given)
-    "eval_batch_size": 1000,
-}
-OPTIMIZERS = ("adam", "sgd")
-LR_POLICIES = ("multistep", "inv")
 CHECKPOINT_FORMAT = "advbounds-train-checkpoint"
 MODEL_FORMAT = "advbounds-model"
 _FORMAT_VERSION = 1
-# settings that do not change the training trajectory (excluded from the checkpoint fingerprint)
-_NON_TRAJECTORY_SETTINGS = ("checkpoint_every", "eval_batch_size")
 #: metrics that describe one run rather than the model (they differ between two runs that give
 #: bit-identical weights): kept in the metrics JSON, never in the model file, so that a retrain which
 #: reproduces the weights gives a byte-identical model file and reruns nothing downstream
@@ -68,58 +48,18 @@ RUN_METADATA_KEYS = ("wall_time_s", "resumed_from")
 # ------------------------------------------------------------------------------------------------
 
 
-def resolve_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``settings`` over ``TRAINING_DEFAULTS`` and validate them; unknown keys are an error
-    (a misspelt hyperparameter must not be silently ignored)."""
-    unknown = sorted(set(settings) - set(TRAINING_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown training settings {unknown}; valid: {', '.join(TRAINING_DEFAULTS)}")
-    s = {**TRAINING_DEFAULTS, **settings}
-    s["optimizer"] = str(s["optimizer"]).lower()
-    if s["optimizer"] not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {s['optimizer']!r}")
-    if (s["iterations"] is None) == (s["epochs"] is None):
-        raise ValueError("give exactly one of the training settings 'iterations' and 'epochs'")
-    for key in ("iterations", "epochs", "batch_size", "checkpoint_every", "eval_batch_size"):
-        if s[key] is not None and (int(s[key]) != s[key] or int(s[key]) < 1):
-            raise ValueError(f"training setting {key!r} must be a positive integer, got {s[key]!r}")
-        if s[key] is not None:
-            s[key] = int(s[key])
-    for key in ("lr", "momentum", "weight_decay", "regularization", "lr_gamma"):
-        s[key] = float(s[key])
-    if not s["lr"] > 0:
-        raise ValueError(f"lr must be > 0, got {s['lr']}")
-    if s["weight_decay"] < 0 or not 0 <= s["momentum"] < 1:
-        raise ValueError("weight_decay must be >= 0 and momentum in [0, 1)")
-    s["lr_milestones"] = sorted(int(m) for m in s["lr_milestones"])
-    if s["lr_policy"] not in LR_POLICIES:
-        raise ValueError(f"lr_policy must be one of {LR_POLICIES}, got {s['lr_policy']!r}")
-    if s["lr_policy"] == "inv":
-        # Caffe's "inv" policy (e.g. examples/mnist/lenet_solver.prototxt: gamma 1e-4, power 0.75):
-        # its gamma and power have no sensible defaults, so both must be given explicitly.
-        if "lr_gamma" not in settings or settings.get("lr_power") is None:
-            raise ValueError("lr_policy 'inv' needs explicit 'lr_gamma' and 'lr_power' settings")
-        if s["lr_milestones"]:
-            raise ValueError("lr_milestones only apply to lr_policy 'multistep'")
-        s["lr_power"] = float(s["lr_power"])
-        if s["lr_gamma"] < 0 or s["lr_power"] < 0:
-            raise ValueError("lr_policy 'inv' needs lr_gamma >= 0 and lr_power >= 0")
-    s["seed"] = int(s["seed"])
-    return s
-
-
-def _lr_at(s: Mapping[str, Any], iteration: int) -> float:
+def _lr_at(s: TrainingSettings, iteration: int) -> float:
     # stateless schedules: a resumed run needs nothing but the iteration counter
-    if s.get("lr_policy") == "inv":  # Caffe: base_lr * (1 + gamma * iter) ^ (-power), iter from 0
-        return s["lr"] * (1.0 + s["lr_gamma"] * iteration) ** (-s["lr_power"])
-    drops = sum(1 for milestone in s["lr_milestones"] if iteration >= milestone)
-    return s["lr"] * s["lr_gamma"] ** drops
+    if s.lr_policy == "inv":  # Caffe: base_lr * (1 + gamma * iter) ^ (-power), iter from 0
+        return s.lr * (1.0 + s.lr_gamma * iteration) ** (-s.lr_power)
+    drops = sum(1 for milestone in s.lr_milestones if iteration >= milestone)
+    return s.lr * s.lr_gamma ** drops
 
 
-def _make_optimizer(model: nn.Module, s: Mapping[str, Any]) -> torch.optim.Optimizer:
-    if s["optimizer"] == "adam":
-        return torch.optim.Adam(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
-    return torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
+def _make_optimizer(model: nn.Module, s: TrainingSettings) -> torch.optim.Optimizer:
+    if s.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
 
 
 def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -174,15 +114,14 @@ def _digest_tensor(hasher, tensor: torch.Tensor) -> None:
     hasher.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
-def _fingerprint(model: nn.Module, s: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor, device_type: str,
+def _fingerprint(model: nn.Module, s: TrainingSettings, x: torch.Tensor, y: torch.Tensor, device_type: str,
                  code_version: str = "") -> str:
     """Identifies a training run: settings that shape the trajectory, architecture, initial weights,
     training data, device type and the code that trains (``code_version``, the job's fingerprint of
     the library modules it runs). A checkpoint from any other run is never resumed."""
     hasher = hashlib.blake2b(digest_size=16)
     hasher.update(code_version.encode())
-    relevant = {k: v for k, v in s.items() if k not in _NON_TRAJECTORY_SETTINGS}
-    hasher.update(repr(sorted(relevant.items())).encode())
+    hasher.update(repr(sorted(s.trajectory().items())).encode())
     hasher.update(device_type.encode())  # a run is resumed only on the kind of device that began it
     hasher.update(repr(model).encode())
     for key, value in model.state_dict().items():
@@ -240,15 +179,15 @@ def _deterministic_cudnn() -> Iterator[None]:
 def train_classifier(
     model: nn.Sequential,
     data: Mapping[str, torch.Tensor],
-    settings: Mapping[str, Any],
+    settings: TrainingSettings,
     device: torch.device | str,
     progress: bool = True,
     checkpoint_path: str | os.PathLike | None = None,
     code_version: str = "",
-) -> dict[str, Any]:
+) -> ModelMetrics:
     """Train ``model`` in place on ``data['x_train'], data['y_train']`` and return its metrics.
 
-    ``settings``: see ``TRAINING_DEFAULTS`` (exactly one of ``iterations`` / ``epochs``). An epoch is
+    ``settings``: :class:`advbounds.settings.TrainingSettings`. An epoch is
     one pass over a fresh permutation of the training set in batches of ``batch_size`` (the last one
     may be smaller); ``epochs=E`` means ``E * ceil(N / batch_size)`` iterations. With
     ``regularization = l != 0`` the loss is Section 4.4's ``L - l * mean_batch delta(h_L(x); f)``,
@@ -262,29 +201,29 @@ def train_classifier(
     library change starts afresh instead of resuming the old code's run). The final model
     is the caller's to save (``save_model``); the checkpoint is left in place.
 
-    Returns a JSON-able dict: ``train_accuracy``, ``val_accuracy``, ``test_accuracy`` (``None`` for
-    an absent or empty split), ``final_loss`` (mean of the last <= 100 iteration losses),
-    ``loss_curve`` ([iteration, mean loss] per 100 iterations), ``iterations``, ``epochs``,
-    ``resumed_from``, ``wall_time_s`` (this call), ``device``, ``seed``, ``n_train``, ``settings``.
+    Returns the run's :class:`advbounds.metrics.ModelMetrics` (accuracies per split, loss curve,
+    iterations, resume point, wall time, device, seed, training-set size and the settings).
     """
-    s = resolve_settings(settings)
+    if not isinstance(settings, TrainingSettings):
+        raise TypeError(f"settings must be a TrainingSettings, got {type(settings).__name__}")
+    s = settings
     device = torch.device(device)
     x_cpu, y_cpu = data["x_train"], data["y_train"]
     if len(x_cpu) != len(y_cpu) or len(x_cpu) == 0:
         raise ValueError(f"x_train and y_train must be non-empty and equally long ({len(x_cpu)} vs {len(y_cpu)})")
-    regularize = s["regularization"] != 0.0
+    regularize = s.regularization != 0.0
     if regularize and not isinstance(model[-1], nn.Linear):
         raise ValueError("the Section 4.4 regularizer needs a model whose last layer is nn.Linear, "
                          f"got {type(model[-1]).__name__}")
 
     n_train = len(x_cpu)
-    batch_size = s["batch_size"]
+    batch_size = s.batch_size
     batches_per_epoch = math.ceil(n_train / batch_size)
-    total = s["iterations"] if s["iterations"] is not None else s["epochs"] * batches_per_epoch
+    total = s.iterations if s.iterations is not None else s.epochs * batches_per_epoch
     device = torch.device(device)
     fingerprint = _fingerprint(model, s, x_cpu, y_cpu, device.type, code_version) if checkpoint_path is not None else ""
     log.info("training %d iterations on %d samples (%s): %s", total, n_train, device,
-             ", ".join(f"{k}={v}" for k, v in s.items()))
+             ", ".join(f"{k}={v}" for k, v in s.to_dict().items()))
 
     start_time = time.perf_counter()
     model.to(device)
@@ -296,7 +235,7 @@ def train_classifier(
     cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices), _deterministic_cudnn():
-        torch.manual_seed(s["seed"])  # dropout masks; the caller's RNG state is restored afterwards
+        torch.manual_seed(s.seed)  # dropout masks; the caller's RNG state is restored afterwards
         checkpoint = None
         if checkpoint_path is not None and Path(checkpoint_path).exists():
             checkpoint = _load_checkpoint(Path(checkpoint_path), fingerprint, model, total)
@@ -318,7 +257,7 @@ def train_classifier(
         for iteration in range(start, total):
             epoch, position = divmod(iteration, batches_per_epoch)
             if epoch != permutation_epoch:
-                permutation, permutation_epoch = _epoch_permutation(s["seed"], epoch, n_train).to(device), epoch
+                permutation, permutation_epoch = _epoch_permutation(s.seed, epoch, n_train).to(device), epoch
             index = permutation[position * batch_size:(position + 1) * batch_size]
             xb, yb = x_train[index], y_train[index]
 
@@ -327,7 +266,7 @@ def train_classifier(
             logits, hidden = _forward(model, xb, regularize)
             loss = F.cross_entropy(logits, yb)
             if regularize:
-                loss = loss - s["regularization"] * output_layer_delta(hidden, model[-1].weight, model[-1].bias).mean()
+                loss = loss - s.regularization * output_layer_delta(hidden, model[-1].weight, model[-1].bias).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -335,7 +274,7 @@ def train_classifier(
             # losses stay on the device and are read every 50 iterations (no host sync per step)
             pending.append(loss.detach())
             done = iteration + 1
-            checkpoint_now = checkpoint_path is not None and done % s["checkpoint_every"] == 0 and done < total
+            checkpoint_now = checkpoint_path is not None and done % s.checkpoint_every == 0 and done < total
             if done % 50 == 0 or done == total or checkpoint_now:
                 values = torch.stack(pending).double().cpu().tolist()
                 pending.clear()
@@ -369,28 +308,28 @@ def train_classifier(
         x, y = data.get(f"x_{split}"), data.get(f"y_{split}")
         if x is None or y is None or len(x) == 0:
             return None
-        return evaluate_accuracy(model, x, y, device, batch_size=s["eval_batch_size"])
+        return evaluate_accuracy(model, x, y, device, batch_size=s.eval_batch_size)
 
     accuracies = {split: split_accuracy(split) for split in ("train", "val", "test")}
     final_loss = float(np.mean(losses)) if losses else None
     log.info("final accuracy: %s; final loss %s", ", ".join(
         f"{split} {'n/a' if acc is None else f'{acc:.4f}'}" for split, acc in accuracies.items()),
         "n/a" if final_loss is None else f"{final_loss:.4f}")
-    return {
-        "train_accuracy": accuracies["train"],
-        "val_accuracy": accuracies["val"],
-        "test_accuracy": accuracies["test"],
-        "final_loss": final_loss,
-        "loss_curve": loss_curve,
-        "iterations": total,
-        "epochs": total / batches_per_epoch,
-        "resumed_from": start,
-        "wall_time_s": time.perf_counter() - start_time,
-        "device": str(device),
-        "seed": s["seed"],
-        "n_train": n_train,
-        "settings": s,
-    }
+    return ModelMetrics(
+        train_accuracy=accuracies["train"],
+        val_accuracy=accuracies["val"],
+        test_accuracy=accuracies["test"],
+        final_loss=final_loss,
+        loss_curve=loss_curve,
+        iterations=total,
+        epochs=total / batches_per_epoch,
+        resumed_from=start,
+        wall_time_s=time.perf_counter() - start_time,
+        device=str(device),
+        seed=s.seed,
+        n_train=n_train,
+        settings=s.to_dict(),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -446,7 +385,7 @@ def _plain(value: Any) -> Any:
 
 
 def save_model(model: nn.Module, name: str, kwargs: Mapping[str, Any], path: str | os.PathLike,
-               metrics: Mapping[str, Any] | None = None) -> None:
+               metrics: ModelMetrics | Mapping[str, Any] | None = None) -> None:
     """Write ``model`` atomically as a self-describing file: registry ``name``, builder ``kwargs``,
     CPU ``state_dict``, ``metrics`` (less ``RUN_METADATA_KEYS``) and versions. Checks first that
     ``build_model(name, **kwargs)`` rebuilds a model the state dict fits. Equal weights give equal
@@ -454,6 +393,8 @@ def save_model(model: nn.Module, name: str, kwargs: Mapping[str, Any], path: str
     import advbounds
 
     kwargs = _plain(dict(kwargs))
+    if isinstance(metrics, ModelMetrics):
+        metrics = metrics.to_dict()
     state_dict = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     build_model(name, **kwargs).load_state_dict(state_dict)  # raises if the file would not reload
     save_torch({
@@ -485,14 +426,13 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> n
 
 
 __all__ = [
-    "TRAINING_DEFAULTS",
+    "TrainingSettings",
     "evaluate_accuracy",
     "load_model",
     "load_model_record",
     "output_layer_delta",
     "predict",
     "predict_logits",
-    "resolve_settings",
     "save_model",
     "train_classifier",
 ]

@@ -19,20 +19,9 @@ from advbounds.report.catalog import compared_files
 CH4 = config["chapter4"]
 CH4_TESTS = [str(k) for k in range(1, len(CH4["random_mlp"]["tests"]) + 1)]
 CH4_DATASETS = list(CH4["trained"]["datasets"])
-CH4_ELLS = [f"{float(ell):g}" for ell in CH4["regularization"]["ells"]]
-CH4_ELL_BY_NAME = {f"{float(ell):g}": float(ell) for ell in CH4["regularization"]["ells"]}
+CH4_ELL_BY_NAME = regularization_ells(config)
+CH4_ELLS = list(CH4_ELL_BY_NAME)
 CH4_DATASET_RE = "|".join(CH4_DATASETS)
-
-
-# the config slice of each trained MLP (architecture, training) plus the shared choices
-CH4_TRAINED_SETTINGS = {
-    dataset: {
-        "hidden": CH4["trained"]["datasets"][dataset]["hidden"],
-        "activation": CH4["trained"]["activation"],
-        "training": {**CH4["trained"]["training"], **CH4["trained"]["datasets"][dataset].get("training", {})},
-    }
-    for dataset in CH4_DATASETS
-}
 
 
 CH4_RANDOM_FILES = expand("results/random_mlp/test_{test}.csv", test=CH4_TESTS)
@@ -142,7 +131,7 @@ rule ch4_train:
     wildcard_constraints:
         dataset=CH4_DATASET_RE,
     params:
-        **job_params("ch4_train.py", seed=True, device=True, settings=lambda wc: CH4_TRAINED_SETTINGS[wc.dataset]),
+        **job_params("ch4_train.py", seed=True, device=True, settings=lambda wc: trained_mlp_settings(config, wc.dataset)),
     threads: CH4["threads"]
     script:
         "../scripts/ch4_train.py"
@@ -236,7 +225,7 @@ rule ch4_regularization:
     params:
         **job_params("ch4_regularization.py", seed=True, device=True,
             settings=lambda wc: {
-                **CH4_TRAINED_SETTINGS[wc.dataset],
+                **trained_mlp_settings(config, wc.dataset),
                 "ell": CH4_ELL_BY_NAME[wc.ell],
                 "split": CH4["regularization"]["split"],
                 "attack": CH4["regularization"]["attack"],

@@ -173,7 +173,7 @@ rule ch5_figure_examples:
     wildcard_constraints:
         label="5_8|5_9",
     params:
-        **job_params("ch5_figure_examples.py", seed=True, device=True, settings=lambda wc: {**CH5_FIG[f"figure_{wc.label}"], "attack": CH5["attack"]}),
+        **job_params("ch5_figure_examples.py", seed=True, device=True, settings=lambda wc: example_figure_settings(config, wc.label)),
     resources:
         gpu=1,
     script:
@@ -226,7 +226,7 @@ rule ch5_figure_5_12:
     benchmark:
         "logs/benchmarks/ch5_figures/figure_5_12.tsv"
     params:
-        **job_params("ch5_figure_5_12.py", seed=True, device=True, settings={**CH5_FIG["figure_5_12"], "bounds": {k: CH5["bounds"][k] for k in ("batch_size", "relu_second_derivative")}}),
+        **job_params("ch5_figure_5_12.py", seed=True, device=True, settings=kernel_scaling_settings(config)),
     threads: CH5["threads"]
     resources:
         gpu=1,
@@ -251,9 +251,6 @@ rule ch5_figure_5_13:
         "../scripts/ch5_figure_5_13.py"
 
 
-CH5_ITERATIVE = {k: v for k, v in CH5_FIG["figure_2_5"].items() if k not in ("model", "extra_models")}
-
-
 rule ch5_figure_2_5:
     """Figure 2.5: iterative FGS perturbation of one test image (CIFAR-NIN, as in the thesis)."""
     input:
@@ -266,7 +263,7 @@ rule ch5_figure_2_5:
     benchmark:
         "logs/benchmarks/ch5_figures/figure_2_5.tsv"
     params:
-        **job_params("ch5_figure_2_5.py", seed=True, device=True, settings={**CH5_ITERATIVE, "attack": CH5["attack"]}),
+        **job_params("ch5_figure_2_5.py", seed=True, device=True, settings=iterative_figure_settings(config)),
         model=ch5_iterative_model,
     resources:
         gpu=1,

@@ -9,8 +9,18 @@ import yaml
 
 from advbounds.codehash import code_fingerprint
 from advbounds.report.catalog import REPORT_HTML, artifact_files, stage_targets
-from advbounds.config import (check_config, chapters34_sandwiches, coerce_command_line_strings, sandwich_experiments,
-                              sandwich_models)
+from advbounds.config import (
+    chapters34_sandwiches,
+    check_config,
+    coerce_command_line_strings,
+    example_figure_settings,
+    iterative_figure_settings,
+    kernel_scaling_settings,
+    regularization_ells,
+    sandwich_experiments,
+    sandwich_models,
+    trained_mlp_settings,
+)
 
 CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 

@@ -8,8 +8,12 @@ def main(job):
     from advbounds.experiments import linear
     from advbounds.io import write_json
     from advbounds.plotting import chapters34
+    from advbounds.settings import SearchSettings
 
-    example = linear.figure_3_1_example(job.settings, seed=linear.test_seed(job.seed, 0))
+    s = job.settings
+    example = linear.figure_3_1_example(sample_interval=s["sample_interval"], param_interval=s["param_interval"],
+                                        attack=SearchSettings.from_config(s["attack"]),
+                                        seed=linear.test_seed(job.seed, 0))
     write_json(example, job.output.example)
     use_style()
     save_figure(chapters34.figure_3_1(example), job.output.figure)

@@ -9,13 +9,13 @@ def main(job):
     import pandas as pd
 
     from advbounds.artifacts import write_table
-    from advbounds.experiments import mlp
+    from advbounds.experiments import mlp_summary
 
     s = job.settings
-    table = mlp.table_4_2(s["tests"], [pd.read_csv(path) for path in job.input.tests], atol=s["violation_atol"])
+    table = mlp_summary.table_4_2(s["tests"], [pd.read_csv(path) for path in job.input.tests], atol=s["violation_atol"])
     if table["Violations"].sum():
         logging.getLogger("advbounds").warning("Table 4.2: %d bound violations", table["Violations"].sum())
-    write_table(table, job.output, caption=mlp.TABLE_4_2_CAPTION)
+    write_table(table, job.output, caption=mlp_summary.TABLE_4_2_CAPTION)
 
 
 run_job(snakemake, main)  # noqa: F821

@@ -9,14 +9,14 @@ def main(job):
     import pandas as pd
 
     from advbounds.artifacts import write_table
-    from advbounds.experiments import mlp
+    from advbounds.experiments import mlp_summary
 
     s = job.settings
     frames = {dataset: pd.read_csv(path) for dataset, path in zip(s["datasets"], job.input.frames)}
-    table = mlp.table_4_3(frames, atol=s["violation_atol"])
+    table = mlp_summary.table_4_3(frames, atol=s["violation_atol"])
     if table["Violations"].sum():
         logging.getLogger("advbounds").warning("Table 4.3: %d bound violations", table["Violations"].sum())
-    write_table(table, job.output, caption=mlp.TABLE_4_3_CAPTION)
+    write_table(table, job.output, caption=mlp_summary.TABLE_4_3_CAPTION)
 
 
 run_job(snakemake, main)  # noqa: F821

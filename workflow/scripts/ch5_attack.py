@@ -4,13 +4,16 @@ from advbounds.jobs import run_job
 
 
 def main(job):
+    from advbounds.data import load_prepared
     from advbounds.experiments import cnn
     from advbounds.io import write_frame
+    from advbounds.settings import SearchSettings
     from advbounds.training import load_model
 
-    data = cnn.load_data(job.input.data)
+    data = load_prepared(job.input.data)
     model = load_model(job.input.model, job.device)
-    frame = cnn.attack_frame(model, data["x_test"], data["y_test"], job.settings, device=job.device, progress=True)
+    frame = cnn.attack_frame(model, data["x_test"], data["y_test"], SearchSettings.from_config(job.settings),
+                            device=job.device, progress=True)
     write_frame(frame, job.output[0])
 
 

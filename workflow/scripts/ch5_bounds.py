@@ -4,11 +4,12 @@ from advbounds.jobs import run_job
 
 
 def main(job):
+    from advbounds.data import load_prepared
     from advbounds.experiments import cnn
     from advbounds.io import write_frame
     from advbounds.training import load_model
 
-    data = cnn.load_data(job.input.data)
+    data = load_prepared(job.input.data)
     model = load_model(job.input.model, job.device)
     s = job.settings
     frame = cnn.bounds_frame(model, data["x_test"], data["y_test"], device=job.device, batch_size=s["batch_size"],

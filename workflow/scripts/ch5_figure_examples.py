@@ -11,21 +11,24 @@ def main(job):
     import pandas as pd
 
     from advbounds.artifacts import save_figure, use_style
-    from advbounds.experiments import cnn
+    from advbounds.data import load_prepared, n_classes_of
+    from advbounds.experiments import cnn, cnn_summary
     from advbounds.plotting import chapter5 as plots
+    from advbounds.settings import SearchSettings
     from advbounds.training import load_model
 
     use_style()
     s = job.settings
     attacks = pd.read_csv(job.input.attacks)
-    data = cnn.load_data(job.input.data)
-    classes = list(data.get("classes") or range(cnn.n_classes_of(data)))
-    chosen = cnn.select_examples(attacks, s["n"], seed=job.seed)
+    data = load_prepared(job.input.data)
+    classes = list(data.get("classes") or range(n_classes_of(data)))
+    attack = SearchSettings.from_config(s["attack"])
+    chosen = cnn_summary.select_examples(attacks, s["n"], seed=job.seed)
     model = load_model(job.input.model, job.device)
     if chosen:
         x = data["x_test"][chosen]
-        adv = cnn.adversarial_images(model, x, s["attack"], device=job.device, y=data["y_test"][chosen])
-        cnn.check_reproduced(attacks.set_index("sample").loc[chosen], adv, log, atol=s["attack"]["tol"])
+        adv = cnn.adversarial_images(model, x, attack, device=job.device, y=data["y_test"][chosen])
+        cnn_summary.check_reproduced(attacks.set_index("sample").loc[chosen], adv, log, atol=attack.tol)
         fig = plots.adversarial_grid(x, adv["adversarial"], adv["perturbation"], adv["orig_label"],
                                      adv["adv_label"], adv["eps"], classes)
     else:

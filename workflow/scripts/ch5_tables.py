@@ -5,13 +5,13 @@ from advbounds.jobs import run_job
 
 def main(job):
     from advbounds.artifacts import write_table
-    from advbounds.experiments import cnn
+    from advbounds.experiments import cnn_summary
 
-    entries = cnn.load_entries(job.settings["models"], attacks=job.input.attacks,
+    entries = cnn_summary.load_entries(job.settings["models"], attacks=job.input.attacks,
                                bounds=job.input.get("bounds"), metrics=job.input.get("metrics"))
     label = job.params["table"]
-    table = {"5_1": cnn.table_5_1, "5_2": cnn.table_5_2, "5_3": cnn.table_5_3}[label](entries)
-    write_table(table, job.output, caption=cnn.TABLE_CAPTIONS[label])
+    table = {"5_1": cnn_summary.table_5_1, "5_2": cnn_summary.table_5_2, "5_3": cnn_summary.table_5_3}[label](entries)
+    write_table(table, job.output, caption=cnn_summary.TABLE_CAPTIONS[label])
 
 
 run_job(snakemake, main)  # noqa: F821

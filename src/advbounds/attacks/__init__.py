@@ -32,10 +32,10 @@ from .minimal_l2 import (
 )
 from .linear import ExactResult, binary_minimal_perturbation, exact_minimal_perturbation_linear, min_norm_polyhedron
 from .reference import naive_minimal_epsilon, naive_minimal_epsilon_search
+from advbounds.settings import DEFAULT_VERIFY_MARGIN_ULPS, SEARCH_POLICIES, SearchSettings
+
 from .search import (
     DEFAULT_BATCH_SIZE,
-    DEFAULT_VERIFY_MARGIN_ULPS,
-    SEARCH_POLICIES,
     THESIS_EPS_MAX_PIXELS,
     AttackResult,
     bisection_steps,
@@ -60,6 +60,7 @@ __all__ = [
     "ExactResult",
     "IterativeResult",
     "SEARCH_POLICIES",
+    "SearchSettings",
     "THESIS_EPS_MAX_PIXELS",
     "attack_direction",
     "attack_optimality",

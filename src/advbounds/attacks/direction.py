@@ -32,8 +32,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-METHODS = ("fgs", "fgv")
-LOSS_LABELS = ("predicted", "true")
+from advbounds.settings import LOSS_LABELS, METHODS
 
 
 @contextlib.contextmanager
@@ -221,12 +220,3 @@ def perturbation_norm(
         return eps * direction.flatten(1).norm(dim=1)
     adv = (x64 + eps.view((-1,) + (1,) * (x64.dim() - 1)) * direction).clamp(clip[0], clip[1])
     return (adv - x64).flatten(1).norm(dim=1)
-
-
-def validate_clip(clip) -> tuple[float, float] | None:
-    if clip is None:
-        return None
-    lo, hi = (float(v) for v in clip)
-    if not lo < hi:
-        raise ValueError(f"clip must be (low, high) with low < high, got {clip!r}")
-    return lo, hi

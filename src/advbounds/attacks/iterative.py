@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from advbounds.settings import SearchSettings
+
 from .search import AttackResult, minimal_epsilon_search
 
 
@@ -47,22 +49,20 @@ def iterative_perturbation(
     model: nn.Module,
     x: torch.Tensor,
     steps: int,
-    **search_kwargs,
+    settings: SearchSettings,
 ) -> IterativeResult:
     """Apply the minimal-epsilon search ``steps`` times in a row to ``x[B, ...]`` (``B = 1`` in the
-    thesis). ``search_kwargs`` go to :func:`~advbounds.attacks.minimal_epsilon_search` (``eps_max``
-    and ``tol`` are required; ``method`` defaults to FGS as in the thesis). ``loss_label`` must stay
+    thesis), each round with ``settings`` (FGS in the thesis). ``settings.loss_label`` must stay
     ``"predicted"``: after the first step there is no true label to speak of.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if search_kwargs.get("loss_label", "predicted") != "predicted":
+    if settings.loss_label != "predicted":
         raise ValueError('iterative_perturbation needs loss_label="predicted"')
-    search_kwargs = {k: v for k, v in search_kwargs.items() if k not in ("return_adversarial", "labels")}
     current = x
     images, perts, rounds = [x], [], []
     for _ in range(steps):
-        res = minimal_epsilon_search(model, current, return_adversarial=True, **search_kwargs)
+        res = minimal_epsilon_search(model, current, settings, return_adversarial=True)
         adv = res.adversarial.to(device=current.device)
         keep = res.flipped.view((-1,) + (1,) * (current.dim() - 1)).to(current.device)
         nxt = torch.where(keep, adv.to(current.dtype), current)

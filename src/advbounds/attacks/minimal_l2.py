@@ -41,8 +41,10 @@ from typing import ClassVar, final
 import torch
 from torch import nn
 
+from advbounds.settings import DEFAULT_VERIFY_MARGIN_ULPS
+
 from .direction import eval_mode, fp32_precision, loss_logit_weights, model_device_dtype, prepare_model
-from .search import DEFAULT_VERIFY_MARGIN_ULPS, AttackResult, caller_memory_format, flip_verdict
+from .search import AttackResult, caller_memory_format, flip_verdict
 
 __all__ = [
     "AttackSettings",

@@ -15,25 +15,16 @@ import torch
 from torch import nn
 
 from advbounds.progress import progress_bar
+from advbounds.settings import SearchSettings
 
-from .direction import (
-    attack_direction,
-    eval_mode,
-    fp32_precision,
-    model_device_dtype,
-    perturb,
-    perturbation_norm,
-    prepare_model,
-    validate_clip,
-)
+from .direction import attack_direction, perturb, perturbation_norm
 from .search import (
-    DEFAULT_VERIFY_MARGIN_ULPS,
     AttackResult,
     bisection_steps,
-    caller_memory_format,
+    check_labels,
     flip_verdict,
     grid_points_eps,
-    validate_search_args,
+    search_setup,
     verify_in_model,
 )
 
@@ -44,19 +35,11 @@ NAIVE_SEARCH_POLICIES = ("bisection", "grid")
 def naive_minimal_epsilon(
     model: nn.Module,
     x1: torch.Tensor,
+    settings: SearchSettings,
     *,
-    method: str = "fgs",
-    eps_max: float,
-    tol: float,
-    clip: tuple[float, float] | None = None,
-    loss_label: str = "predicted",
     label: torch.Tensor | None = None,
-    search: str = "bisection",
-    grid_points: int = 100,
-    fgv_normalize: bool = False,
     verify_model: nn.Module | None = None,
     verify_format: torch.memory_format = torch.contiguous_format,
-    verify_margin_ulps: float = DEFAULT_VERIFY_MARGIN_ULPS,
 ) -> dict:
     """Algorithm 2.1 for one input ``x1`` of shape ``[1, ...]`` (already on the model's device/dtype).
 
@@ -64,10 +47,11 @@ def naive_minimal_epsilon(
     in ``verify_model`` (default: ``model``) fed in ``verify_format``, here with a batch of one.
     Returns a dict with the fields of :class:`AttackResult` as Python scalars.
     """
-    clip = validate_clip(clip)
+    method, eps_max, tol, clip = settings.method, settings.eps_max, settings.tol, settings.clip
+    search, grid_points, verify_margin_ulps = settings.search, settings.grid_points, settings.verify_margin_ulps
     dtype = x1.dtype
     logits, direction = attack_direction(
-        model, x1, method=method, loss_label=loss_label, labels=label, fgv_normalize=fgv_normalize
+        model, x1, method=method, loss_label=settings.loss_label, labels=label, fgv_normalize=settings.fgv_normalize
     )
     orig = int(logits.argmax(dim=1).item())
     x64 = x1.to(torch.float64)
@@ -140,48 +124,24 @@ def naive_minimal_epsilon(
     }
 
 
-def naive_minimal_epsilon_search(
-    model: nn.Module,
-    x: torch.Tensor,
-    *,
-    method: str = "fgs",
-    eps_max: float,
-    tol: float,
-    clip: tuple[float, float] | None = None,
-    loss_label: str = "predicted",
-    labels: torch.Tensor | None = None,
-    search: str = "bisection",
-    grid_points: int = 100,
-    fgv_normalize: bool = False,
-    channels_last: bool | None = None,
-    allow_tf32: bool = False,
-    verify_margin_ulps: float = DEFAULT_VERIFY_MARGIN_ULPS,
-    progress: bool = False,
-) -> AttackResult:
-    """:func:`naive_minimal_epsilon` for every row of ``x``, one at a time; same result type as the
-    batched :func:`~advbounds.attacks.minimal_epsilon_search` (``channels_last``, ``allow_tf32`` and
-    ``verify_margin_ulps`` as there, so that a comparison isolates the effect of batching)."""
-    validate_search_args(method, float(eps_max), float(tol), search, grid_points)
-    if search not in NAIVE_SEARCH_POLICIES:
-        raise ValueError(f"the naive reference implements search in {NAIVE_SEARCH_POLICIES}, got {search!r}: "
+def naive_minimal_epsilon_search(model: nn.Module, x: torch.Tensor, settings: SearchSettings, *,
+                                 labels: torch.Tensor | None = None, progress: bool = False) -> AttackResult:
+    """:func:`naive_minimal_epsilon` for every row of ``x``, one at a time; same settings and result
+    type as the batched :func:`~advbounds.attacks.minimal_epsilon_search` (``channels_last``,
+    ``allow_tf32`` and ``verify_margin_ulps`` act as there, so that a comparison isolates the effect
+    of batching; ``batch_size`` is ignored: the batch is always one sample)."""
+    if settings.search not in NAIVE_SEARCH_POLICIES:
+        raise ValueError(f"the naive reference implements search in {NAIVE_SEARCH_POLICIES}, got {settings.search!r}: "
                          "regula_falsi is checked against bisection instead (docs/attacks.md)")
-    if loss_label == "true" and labels is None:
-        raise ValueError('loss_label="true" needs the true labels (labels=...)')
-    device, dtype = model_device_dtype(model, x)
-    work_model, memory_format = prepare_model(model, x, channels_last)
-    verify_format = caller_memory_format(x)
+    check_labels(settings, x, labels)
     rows = []
-    with eval_mode(model), eval_mode(work_model), fp32_precision(allow_tf32):
-        for i in progress_bar(range(x.shape[0]), disable=not progress, desc=f"naive {method}"):
+    with search_setup(model, x, settings) as run:
+        for i in progress_bar(range(x.shape[0]), disable=not progress, desc=f"naive {settings.method}"):
             rows.append(
                 naive_minimal_epsilon(
-                    work_model,
-                    x[i : i + 1].to(device=device, dtype=dtype).contiguous(memory_format=memory_format),
-                    method=method,
-                    eps_max=float(eps_max), tol=float(tol), clip=clip, loss_label=loss_label,
-                    label=None if labels is None else labels[i : i + 1].to(device),
-                    search=search, grid_points=int(grid_points), fgv_normalize=fgv_normalize,
-                    verify_model=model, verify_format=verify_format, verify_margin_ulps=verify_margin_ulps,
+                    run.model, run.inputs(x[i : i + 1]), settings,
+                    label=None if labels is None else labels[i : i + 1].to(run.device),
+                    verify_model=model, verify_format=run.caller_format,
                 )
             )
     out_device = x.device

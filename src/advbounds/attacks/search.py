@@ -69,16 +69,19 @@ epsilon observed to flip); ``False`` means the search saw the label flip back.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
+import pandas as pd
 import torch
 from torch import nn
 
 from advbounds.progress import progress_bar
+from advbounds.settings import SearchSettings
 
 from .direction import (
-    METHODS,
     attack_direction,
     eval_mode,
     fp32_precision,
@@ -86,10 +89,7 @@ from .direction import (
     perturb,
     perturbation_norm,
     prepare_model,
-    validate_clip,
 )
-
-SEARCH_POLICIES = ("bisection", "regula_falsi", "grid")
 
 #: Chunk size used when ``batch_size=None``, by device type. On the CPU, 128-512 samples per chunk
 #: keep the activations in cache and were fastest for LeNet-5; on a GPU 1024 keeps the device busy
@@ -99,10 +99,6 @@ DEFAULT_BATCH_SIZE = {"cpu": 256, "cuda": 1024}
 #: Upper bound on epsilon that the thesis uses for MNIST and CIFAR-10 in raw pixel units (5.3.1).
 THESIS_EPS_MAX_PIXELS = 100.0
 
-#: Default margin of the final verification, in units of ``finfo(dtype).eps * max_j |z_j|``. On a
-#: trained LeNet-5 in float32 (logits up to ~12) the logits of the same input differ between batch
-#: sizes and memory layouts by up to ~2 such units (2.9e-6); 64 leaves a factor ~30 (module docstring).
-DEFAULT_VERIFY_MARGIN_ULPS = 64.0
 
 
 def bisection_steps(width: float, tol: float) -> int:
@@ -164,13 +160,15 @@ class AttackResult:
     def __len__(self) -> int:
         return int(self.eps.shape[0])
 
-    def to_frame(self):
-        """One row per sample; every per-sample field except ``adversarial``."""
-        import pandas as pd
-
+    def to_frame(self, prefix: str = "") -> pd.DataFrame:
+        """One row per sample: every per-sample field except ``adversarial``, as the column of its
+        name. With a ``prefix`` (``"fgs_"``) every column is ``<prefix><field>``, except that
+        ``perturbation_norm`` is ``<prefix>norm``, as in the minimal-L2 attacks' frames
+        (:meth:`advbounds.attacks.MinimalAttackResult.to_frame`)."""
         return pd.DataFrame(
             {
-                f.name: getattr(self, f.name).detach().cpu().numpy()
+                f"{prefix}norm" if prefix and f.name == "perturbation_norm" else f"{prefix}{f.name}":
+                    getattr(self, f.name).detach().cpu().numpy()
                 for f in fields(self)
                 if f.name != "adversarial"
             }
@@ -186,37 +184,13 @@ class AttackResult:
         return AttackResult(**merged)
 
 
-def validate_search_args(method, eps_max, tol, search, grid_points) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not (math.isfinite(eps_max) and eps_max > 0):
-        raise ValueError(f"eps_max must be a positive finite number, got {eps_max}")
-    if not (math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive finite number, got {tol}")
-    if search not in SEARCH_POLICIES:
-        raise ValueError(f"search must be one of {SEARCH_POLICIES}, got {search!r}")
-    if search == "grid" and (int(grid_points) != grid_points or grid_points < 1):
-        raise ValueError(f"grid_points must be a positive integer, got {grid_points}")
-
-
 def minimal_epsilon_search(
     model: nn.Module,
     x: torch.Tensor,
+    settings: SearchSettings,
     *,
-    method: str = "fgs",
-    eps_max: float,
-    tol: float,
-    clip: tuple[float, float] | None = None,
-    loss_label: str = "predicted",
     labels: torch.Tensor | None = None,
-    batch_size: int | None = None,
-    search: str = "bisection",
-    grid_points: int = 100,
-    fgv_normalize: bool = False,
     return_adversarial: bool = False,
-    channels_last: bool | None = None,
-    allow_tf32: bool = False,
-    verify_margin_ulps: float = DEFAULT_VERIFY_MARGIN_ULPS,
     progress: bool = False,
 ) -> AttackResult:
     """Smallest epsilon with ``f(x + eps * d) != f(x)``, ``d`` the FGS or FGV direction (Alg. 2.1).
@@ -225,62 +199,70 @@ def minimal_epsilon_search(
     ----------
     model: a classifier returning logits. It is run in eval mode (its flags are restored).
     x: inputs ``[B, ...]`` on any device; chunks are moved to the model's device and dtype.
-    method: ``"fgs"`` (eq. 2.8, the thesis's method) or ``"fgv"`` (eq. 2.10).
-    eps_max: ``M``, the upper end of the search (thesis: 100 in pixel units for MNIST/CIFAR-10).
-    tol: bisection stops once the bracket is at most ``tol`` wide (not stated in the thesis).
-    clip: ``None`` (Algorithm 2.1 does not clip) or ``(low, high)``, e.g. ``(0, 255)``.
-    loss_label: ``"predicted"`` (``L(x, f(x))`` as in Algorithm 2.1) or ``"true"`` (needs ``labels``).
-    batch_size: samples per chunk (``None``: :data:`DEFAULT_BATCH_SIZE` for the model's device).
-    search: ``"bisection"`` (the thesis), ``"regula_falsi"`` (bisection's result in far fewer passes
-        when the label flips once along the ray) or ``"grid"`` (coarse scan first); see the module
-        docstring.
-    grid_points: grid resolution for ``search="grid"``.
-    fgv_normalize: FGV only: use ``grad / ||grad||_2`` so that epsilon is the L2 norm.
+    settings: method, ``eps_max``, ``tol``, clipping, search policy, chunk size, verification margin
+        (:class:`advbounds.settings.SearchSettings`; the search policies are described in the module
+        docstring, the margin under "What is guaranteed").
+    labels: the true labels, needed with ``settings.loss_label == "true"``.
     return_adversarial: also return the perturbed inputs (memory: one copy of ``x``).
-    channels_last: run a channels-last copy of the model (``None``: on the CPU for conv nets).
-    allow_tf32: let cuDNN/cuBLAS use TF32 for float32 (default off: it would swamp small epsilons).
-    verify_margin_ulps: the margin the final verification in the caller's model requires, in units
-        of the model dtype's machine epsilon times the largest |logit| (``0``: plain argmax); see
-        "What is guaranteed" in the module docstring.
     progress: show a tqdm bar over samples (updated after each chunk).
     """
-    validate_search_args(method, eps_max, tol, search, grid_points)
-    if not (math.isfinite(verify_margin_ulps) and verify_margin_ulps >= 0):
-        raise ValueError(f"verify_margin_ulps must be a finite number >= 0, got {verify_margin_ulps}")
-    clip = validate_clip(clip)
-    if loss_label == "true" and labels is None:
-        raise ValueError('loss_label="true" needs the true labels (labels=...)')
-    if labels is not None and labels.shape[0] != x.shape[0]:
-        raise ValueError(f"labels has {labels.shape[0]} entries for {x.shape[0]} inputs")
+    if not isinstance(settings, SearchSettings):
+        raise TypeError(f"settings must be a SearchSettings, got {type(settings).__name__}")
+    check_labels(settings, x, labels)
     if x.shape[0] == 0:
         raise ValueError("x is empty")
-    eps_max, tol = float(eps_max), float(tol)
-    device, dtype = model_device_dtype(model, x)
-    chunk = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE.get(device.type, 1024)
-    if chunk < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    work_model, memory_format = prepare_model(model, x, channels_last)
-    caller_format = caller_memory_format(x)
     parts = []
-    with eval_mode(model), fp32_precision(allow_tf32), progress_bar(
-        total=x.shape[0], disable=not progress, desc=f"{method} {search}", unit="sample"
+    with search_setup(model, x, settings) as run, progress_bar(
+        total=x.shape[0], disable=not progress, desc=f"{settings.method} {settings.search}", unit="sample"
     ) as bar:
+        chunk = settings.batch_size or DEFAULT_BATCH_SIZE.get(run.device.type, 1024)
         for start in range(0, x.shape[0], chunk):
-            xc = x[start : start + chunk].to(device=device, dtype=dtype).contiguous(memory_format=memory_format)
-            yc = None if labels is None else labels[start : start + chunk].to(device)
-            with eval_mode(work_model):
-                outcome = _search_chunk(
-                    work_model, xc, yc, method=method, eps_max=eps_max, tol=tol, clip=clip,
-                    loss_label=loss_label, search=search, grid_points=int(grid_points),
-                    fgv_normalize=fgv_normalize, margin_ulps=verify_margin_ulps,
-                )
+            xc = run.inputs(x[start : start + chunk])
+            yc = None if labels is None else labels[start : start + chunk].to(run.device)
+            outcome = _search_chunk(run.model, xc, yc, settings)
             part = _finish_chunk(
-                model, outcome, eps_max=eps_max, clip=clip, dtype=dtype, memory_format=caller_format,
-                margin_ulps=verify_margin_ulps / 2, return_adversarial=return_adversarial,
+                model, outcome, eps_max=settings.eps_max, clip=settings.clip, dtype=run.dtype,
+                memory_format=run.caller_format, margin_ulps=settings.verify_margin_ulps / 2,
+                return_adversarial=return_adversarial,
             )
             parts.append(_to_device(part, x.device))
             bar.update(xc.shape[0])
     return AttackResult.concatenate(parts)
+
+
+@dataclass(frozen=True)
+class SearchSetup:
+    """Where a search runs: ``model`` (the caller's, or its channels-last copy), the caller's model's
+    ``device`` and ``dtype``, the layout the search feeds ``model`` (``memory_format``) and the
+    caller's own layout (``caller_format``, in which the final points are verified)."""
+
+    model: nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    memory_format: torch.memory_format
+    caller_format: torch.memory_format
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the model's device and dtype, in the search's layout."""
+        return x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+
+
+@contextlib.contextmanager
+def search_setup(model: nn.Module, x: torch.Tensor, settings: SearchSettings) -> Iterator[SearchSetup]:
+    """The model copy and layouts of a search over ``x`` (the batched one and the naive reference
+    alike), with both models in eval mode and ``settings.allow_tf32`` in force for the duration."""
+    device, dtype = model_device_dtype(model, x)
+    work_model, memory_format = prepare_model(model, x, settings.channels_last)
+    with eval_mode(model), eval_mode(work_model), fp32_precision(settings.allow_tf32):
+        yield SearchSetup(work_model, device, dtype, memory_format, caller_memory_format(x))
+
+
+def check_labels(settings: SearchSettings, x: torch.Tensor, labels: torch.Tensor | None) -> None:
+    """The true labels a search needs: present for ``loss_label="true"``, one per input."""
+    if settings.loss_label == "true" and labels is None:
+        raise ValueError('loss_label="true" needs the true labels (labels=...)')
+    if labels is not None and labels.shape[0] != x.shape[0]:
+        raise ValueError(f"labels has {labels.shape[0]} entries for {x.shape[0]} inputs")
 
 
 def _to_device(result: AttackResult, device: torch.device) -> AttackResult:
@@ -298,9 +280,10 @@ def caller_memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _search_chunk(
-    model, x, labels, *, method, eps_max, tol, clip, loss_label, search, grid_points, fgv_normalize, margin_ulps,
-) -> _SearchOutcome:
+def _search_chunk(model, x, labels, settings: SearchSettings) -> _SearchOutcome:
+    method, eps_max, tol, clip = settings.method, settings.eps_max, settings.tol, settings.clip
+    loss_label, search, grid_points = settings.loss_label, settings.search, settings.grid_points
+    fgv_normalize, margin_ulps = settings.fgv_normalize, settings.verify_margin_ulps
     dtype = x.dtype
     logits, direction, linear_eps = attack_direction(
         model, x, method=method, loss_label=loss_label, labels=labels, fgv_normalize=fgv_normalize,

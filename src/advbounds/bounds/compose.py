@@ -22,11 +22,16 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
+from advbounds.frames import KAPPA_PREFIX
 from advbounds.models.layers import Scale
+from advbounds.progress import progress_bar
 
 from ._common import BOUND_DTYPE, UnsupportedLayerError
 from .layers import (
@@ -43,8 +48,16 @@ from .layers import (
     smooth_activation_rule,
 )
 from .linear import OutputClassifier, output_rule
-from .mlp import ACTIVATION_MODULES, IDENTITY_AT_EVAL, MLPTail, RELU_SECOND_DERIVATIVE_PRACTICAL, mlp_tail_rule
-from .sound import SOUND_RULES
+from .mlp import (
+    ACTIVATION_MODULES,
+    IDENTITY_AT_EVAL,
+    RELU_SECOND_DERIVATIVE_PRACTICAL,
+    MLPTail,
+    mlp_tail_rule,
+    second_derivative_bound,
+    tail_jacobian_norm,
+)
+from .sound import SOUND_RULES, tail_second_derivative_bound, weight_constants
 from .spectral import JACOBIAN_NORM_METHODS
 
 Rule = Callable[..., torch.Tensor]
@@ -102,13 +115,29 @@ def find_rule(layer: nn.Module, registry: dict[type[nn.Module], Rule] | None = N
 @dataclass(frozen=True)
 class Step:
     """One unit of the backward composition: ``module`` gets its input from child ``start``
-    (``start == len(children)`` means the model output, the logits)."""
+    (``start == len(children)`` means the model output, the logits). For the MLP tail, ``m`` is
+    Algorithm 4.1's ``M`` as the mode's tail rule uses it (None where it uses none), computed from
+    the weights when the model is planned."""
 
     label: str
     module: nn.Module
     start: int
     members: tuple[str, ...]
     rule: Rule
+    m: float | None = None
+
+
+#: ``mode`` -> Algorithm 4.1's ``M`` of an MLP tail as that mode's tail rule uses it
+TAIL_SECOND_DERIVATIVE_BOUNDS: dict[str, Callable[[MLPTail, float], float | None]] = {
+    "thesis": lambda tail, relu_second_derivative: second_derivative_bound(tail.linears, tail.activations,
+                                                                           relu_second_derivative),
+    "corrected": lambda tail, relu_second_derivative: tail_second_derivative_bound(tail),
+}
+#: ``mode`` -> the weight-only constants of a step's rule, once per ``model_bounds`` call
+WEIGHT_CONSTANTS: dict[str, Callable[[nn.Module, torch.Tensor], dict[str, Any]]] = {
+    "thesis": lambda layer, x: {},  # the thesis's rules read their weights directly
+    "corrected": weight_constants,
+}
 
 
 def _unsupported(name: str, layer: nn.Module, registry: dict[type[nn.Module], Rule]) -> UnsupportedLayerError:
@@ -117,10 +146,12 @@ def _unsupported(name: str, layer: nn.Module, registry: dict[type[nn.Module], Ru
         f"layer {name!r} ({type(layer).__name__}) has no bound rule; supported layer types: {', '.join(supported)}")
 
 
-def plan_model(model: nn.Sequential, *, mode: str = "thesis") -> list[Step]:
+def plan_model(model: nn.Sequential, *, mode: str = "thesis",
+               relu_second_derivative: float = RELU_SECOND_DERIVATIVE_PRACTICAL) -> list[Step]:
     """Split ``model`` into the steps of Algorithm 5.1 (input -> output order), with the rules of
-    ``mode``'s registry (the steps are the same in both modes). Raises ``UnsupportedLayerError`` naming
-    the first unsupported layer."""
+    ``mode``'s registry (the steps are the same in both modes) and the MLP tail's ``M`` (Algorithm 4.1
+    with ``relu_second_derivative``, as ``mode`` uses it). Raises ``UnsupportedLayerError`` naming the
+    first unsupported layer."""
     registry = rule_registry(mode)
     if not isinstance(model, nn.Sequential):
         raise UnsupportedLayerError(f"model_bounds needs a flat nn.Sequential, got {type(model).__name__}")
@@ -174,7 +205,8 @@ def plan_model(model: nn.Sequential, *, mode: str = "thesis") -> list[Step]:
         tail = MLPTail([children[k][1] for k, _ in pairs], [children[j][1] for _, j in pairs],
                        labels=tuple(names[tail_start:out_start]))
         members = tuple(names[tail_start:out_start])
-        steps_tail.insert(0, Step(names[tail_start], tail, tail_start, members, registry[MLPTail]))
+        m = TAIL_SECOND_DERIVATIVE_BOUNDS[mode](tail, relu_second_derivative)
+        steps_tail.insert(0, Step(names[tail_start], tail, tail_start, members, registry[MLPTail], m))
 
     steps = [Step(name, layer, idx, (name,), find_rule(layer, registry))
              for idx, (name, layer) in enumerate(children[:tail_start])]
@@ -203,17 +235,18 @@ class BoundResult:
     jacobian_norm: torch.Tensor | None = None
     mode: str = "thesis"
 
-    def to_frame(self):
-        """A pandas DataFrame, one row per sample: ``sample, predicted, bound, kappa_<label>...``
-        (kappa columns ordered input -> output) and ``jacobian_norm`` when there is an MLP tail."""
-        import pandas as pd
-
-        data = {"sample": range(len(self.bound)), "predicted": self.predicted.cpu().numpy(),
-                "bound": self.bound.detach().cpu().numpy()}
+    def to_frame(self, first_sample: int = 0) -> pd.DataFrame:
+        """One row per sample: ``sample`` (numbered from ``first_sample``), ``pred_label``,
+        ``bound``, ``kappa_<label>...`` (ordered input -> output) and ``jacobian_norm`` when there is
+        an MLP tail; the numbers in float64. The column contract of every bounds frame (the
+        Chapter 5 bounds CSV adds its own columns to it)."""
+        data = {"sample": np.arange(first_sample, first_sample + len(self.bound)),
+                "pred_label": self.predicted.cpu().numpy().astype(np.int64),
+                "bound": self.bound.detach().double().cpu().numpy()}
         for label, kappa in self.kappas.items():
-            data[f"kappa_{label}"] = kappa.detach().cpu().numpy()
+            data[f"{KAPPA_PREFIX}{label}"] = kappa.detach().double().cpu().numpy()
         if self.jacobian_norm is not None:
-            data["jacobian_norm"] = self.jacobian_norm.detach().cpu().numpy()
+            data["jacobian_norm"] = self.jacobian_norm.detach().double().cpu().numpy()
         return pd.DataFrame(data)
 
 
@@ -257,7 +290,7 @@ def model_bounds(model: nn.Sequential, x: torch.Tensor,
     if jacobian_norm not in JACOBIAN_NORM_METHODS:
         raise ValueError(f"jacobian_norm must be one of {JACOBIAN_NORM_METHODS}, got {jacobian_norm!r}")
     rule_registry(mode)  # ValueError for an unknown mode, before any work
-    steps = plan_model(model, mode=mode)
+    steps = plan_model(model, mode=mode, relu_second_derivative=relu_second_derivative)
     children = list(model)
     starts = {step.start for step in steps}
     if x.shape[0] == 0:
@@ -270,13 +303,10 @@ def model_bounds(model: nn.Sequential, x: torch.Tensor,
         batch_size = max(1, int(batch_size))
         chunks = range(0, x.shape[0], batch_size)
         if progress:
-            from advbounds.progress import progress_bar
-
             chunks = progress_bar(chunks, desc="bounds", unit="chunk")
         collected: dict[str, list[torch.Tensor]] = OrderedDict((step.label, []) for step in steps)
         predicted, jac_norms = [], []
-        cache: dict = {}
-        diagnostics: dict = {}
+        constants: dict[str, dict[str, Any]] | None = None  # per step, from the first chunk's input sizes
         for lo in chunks:
             xb = x[lo:lo + batch_size]
             recorded: dict[int, torch.Tensor] = {}
@@ -287,17 +317,19 @@ def model_bounds(model: nn.Sequential, x: torch.Tensor,
                 h = layer(h.clone() if getattr(layer, "inplace", False) else h)
             recorded[len(children)] = h
             predicted.append(h.reshape(h.shape[0], -1).argmax(dim=1))
+            if constants is None:
+                constants = {step.label: WEIGHT_CONSTANTS[mode](step.module, recorded[step.start]) for step in steps}
             kappa = None
-            chunk_diag: dict = {}
             for step in reversed(steps):
+                extras: dict[str, Any] = {}
+                if isinstance(step.module, MLPTail):  # ||J(x)|| is reported beside the bound
+                    extras = {"m": step.m, "jacobian": tail_jacobian_norm(step.module, recorded[step.start],
+                                                                           jacobian_norm)}
+                    jac_norms.append(extras["jacobian"])
                 kappa = step.rule(step.module, recorded[step.start], kappa,
                                   relu_second_derivative=relu_second_derivative, jacobian_norm=jacobian_norm,
-                                  cache=cache, diagnostics=chunk_diag)
+                                  **constants[step.label], **extras)
                 collected[step.label].append(kappa)
-            if "jacobian_norm" in chunk_diag:
-                jac_norms.extend(chunk_diag["jacobian_norm"])
-                if "M" in chunk_diag:  # the corrected mode's ReLU tails use no M
-                    diagnostics.setdefault("M", chunk_diag["M"])
     finally:
         for module, flag in training_flags.items():
             module.train(flag)
@@ -312,7 +344,7 @@ def model_bounds(model: nn.Sequential, x: torch.Tensor,
         predicted=torch.cat(predicted),
         members={step.label: step.members for step in steps},
         rules={step.label: step.rule.__name__ for step in steps},
-        second_derivative_bound=diagnostics.get("M"),
+        second_derivative_bound=next((step.m for step in steps if isinstance(step.module, MLPTail)), None),
         jacobian_norm=torch.cat(jac_norms).to(out_dtype) if jac_norms else None,
         mode=mode,
     )

@@ -179,33 +179,33 @@ class MLPTail(nn.Module):
         return tail_forward(self.linears, self.activations, x)[0]
 
 
-def mlp_tail_rule(tail: MLPTail, x: torch.Tensor, kappa_next, *,
-                  relu_second_derivative: float = RELU_SECOND_DERIVATIVE_PRACTICAL, jacobian_norm: str = "auto",
-                  cache: dict | None = None, diagnostics: dict | None = None, **_options) -> torch.Tensor:
-    """Theorem 4.2 for the tail: ``kappa_next`` is ``delta(h_L(x); f)`` (the output layer's kappa),
-    ``x`` the tail's input ``[B, d]``; returns the kappa at the tail's input.
-
-    ``M`` is Algorithm 4.1 (cached per call of ``model_bounds``); ``||J(x)||`` is exact or a certified
-    over-estimate (``advbounds.bounds.spectral``); ``n`` is the width of ``h_L``. Note the thesis's
-    proof display drops the biases from ``delta`` (``|(w_c - w_c') . h_L(x)|``); the theorem is
-    stated with ``delta`` of eq. 3.12, which includes them, and that is used.
-    """
+def tail_jacobian_norm(tail: MLPTail, x: torch.Tensor, method: str = "auto") -> torch.Tensor:
+    """``||J(x)||`` of the tail at its input ``x[B, d]``: exact or a certified over-estimate
+    (``advbounds.bounds.spectral``). Theorem 4.2's input in both bound modes, and what
+    ``BoundResult.jacobian_norm`` reports."""
     if x.dim() != 2:
         raise UnsupportedLayerError(
             f"MLP tail {'/'.join(tail.labels) or ''} needs a flat [B, d] input (add nn.Flatten), got {tuple(x.shape)}")
-    key = ("M", id(tail.linears[0]), tuple(id(lin) for lin in tail.linears), float(relu_second_derivative))
-    if cache is not None and key in cache:
-        m = cache[key]
-    else:
+    return jacobian_spectral_norm(tail.linears, tail.activations, x, method=method)
+
+
+def mlp_tail_rule(tail: MLPTail, x: torch.Tensor, kappa_next, *,
+                  relu_second_derivative: float = RELU_SECOND_DERIVATIVE_PRACTICAL, jacobian_norm: str = "auto",
+                  m: float | None = None, jacobian: torch.Tensor | None = None, **_options) -> torch.Tensor:
+    """Theorem 4.2 for the tail: ``kappa_next`` is ``delta(h_L(x); f)`` (the output layer's kappa),
+    ``x`` the tail's input ``[B, d]``; returns the kappa at the tail's input.
+
+    ``m``: ``M`` of Algorithm 4.1 (``model_bounds`` computes it once, when it plans the model;
+    computed here when not given); ``jacobian``: ``||J(x)||``
+    (:func:`tail_jacobian_norm` with ``jacobian_norm``, computed here when not given); ``n`` is the
+    width of ``h_L``. Note the thesis's proof display drops the biases from ``delta``
+    (``|(w_c - w_c') . h_L(x)|``); the theorem is stated with ``delta`` of eq. 3.12, which includes
+    them, and that is used.
+    """
+    j = tail_jacobian_norm(tail, x, jacobian_norm) if jacobian is None else jacobian
+    if m is None:
         m = second_derivative_bound(tail.linears, tail.activations, relu_second_derivative)
-        if cache is not None:
-            cache[key] = m
     delta = kappa_like(kappa_next, x.shape[0], x.device)
-    j = jacobian_spectral_norm(tail.linears, tail.activations, x, method=jacobian_norm)
-    if diagnostics is not None:
-        diagnostics.setdefault("M", m)
-        diagnostics.setdefault("n", tail.width)
-        diagnostics.setdefault("jacobian_norm", []).append(j)
     return theorem_4_2(j, delta, m, tail.width)
 
 

@@ -22,14 +22,17 @@ Softplus's switch, where a float32 branch decision could differ from the exact o
 relative ``2^-20`` of the switch count as able to cross it.
 
 The rules keep the thesis rules' signature ``rule(layer, x_in, kappa_next, **options) -> Tensor[B]``
-(float64); constants that depend only on the weights (and the input size) are computed once per
-``model_bounds`` call, in the per-call ``cache`` dict it passes (no global caches).
+(float64). Constants that depend only on the weights (and the input size) are computed once per
+``model_bounds`` call: by :func:`weight_constants` for the layers' operator norms, when the model is
+planned for the tail's ``M`` (:func:`tail_second_derivative_bound`); they reach the rules as explicit
+keyword arguments (``lipschitz``, ``norms``, ``m``), and a rule called without them computes its own.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,7 +42,7 @@ from advbounds.models.layers import Scale
 from ._common import BOUND_DTYPE, UNIT_ROUNDOFF_F64, UnsupportedLayerError, as_bound_tensor, kappa_like
 from .layers import _channel_window_sum
 from .linear import OutputClassifier, _class_distances, delta_from_logits
-from .mlp import MLPTail, activation_derivative_bounds, second_derivative_bound, theorem_4_2
+from .mlp import MLPTail, activation_derivative_bounds, second_derivative_bound, tail_jacobian_norm, theorem_4_2
 from .operator_norms import (
     conv2d_operator_norm,
     gamma,
@@ -49,7 +52,6 @@ from .operator_norms import (
     round_down,
     round_up,
 )
-from .spectral import jacobian_spectral_norm
 
 _U = UNIT_ROUNDOFF_F64
 
@@ -66,14 +68,26 @@ LIPSCHITZ_ACTIVATIONS: dict[type[nn.Module], float] = {
 }
 
 
-def _cached(cache: dict | None, key, compute: Callable[[], float]) -> float:
-    """``compute()`` once per ``model_bounds`` call: ``cache`` is the per-call dict (keys hold the layer
-    object itself, alive for the whole call, so nothing outlives it)."""
-    if cache is None:
-        return compute()
-    if key not in cache:
-        cache[key] = compute()
-    return cache[key]
+def _input_size(x: torch.Tensor) -> tuple[int, int]:
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
+def weight_constants(layer: nn.Module, x: torch.Tensor) -> dict[str, Any]:
+    """The constants of ``layer``'s sound rule that depend only on its weights and on the size of its
+    input ``x``, as the keyword arguments the rule takes: ``lipschitz`` for convolutions, Linear
+    layers, batch norm and pooling, ``norms`` (each Linear's ``||W||_2``) for an MLP tail, none for
+    the other layers. ``model_bounds`` computes them once per call, on its first chunk."""
+    if isinstance(layer, nn.Conv2d):
+        return {"lipschitz": conv2d_operator_norm(layer, _input_size(x))}
+    if isinstance(layer, nn.Linear):
+        return {"lipschitz": matrix_operator_norm(layer.weight)}
+    if isinstance(layer, nn.BatchNorm2d):
+        return {"lipschitz": batch_norm_lipschitz_constant(layer)}
+    if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d)):
+        return {"lipschitz": pool_lipschitz_constant(layer, _input_size(x))}
+    if isinstance(layer, MLPTail):
+        return {"norms": tuple(matrix_operator_norm(linear.weight) for linear in layer.linears)}
+    return {}
 
 
 def _divide_down(kappa: torch.Tensor, lipschitz: float | torch.Tensor, ulps: float = 4.0) -> torch.Tensor:
@@ -129,7 +143,7 @@ def sound_output_rule(layer: OutputClassifier, x: torch.Tensor, kappa_next=None,
 
 
 @torch.no_grad()
-def sound_conv_rule(layer: nn.Conv2d, x: torch.Tensor, kappa_next, *, cache: dict | None = None,
+def sound_conv_rule(layer: nn.Conv2d, x: torch.Tensor, kappa_next, *, lipschitz: float | None = None,
                     **_options) -> torch.Tensor:
     """``kappa / L`` with ``L >= ||conv||_2`` certified on this input size (``conv2d_operator_norm``).
 
@@ -140,20 +154,21 @@ def sound_conv_rule(layer: nn.Conv2d, x: torch.Tensor, kappa_next, *, cache: dic
     Replaces Theorem 5.1's ``kappa / ||W||_F`` (false for stride < kernel, docs/findings.md F6).
     """
     kappa = kappa_like(kappa_next, x.shape[0], x.device)
-    size = (int(x.shape[-2]), int(x.shape[-1]))
-    lipschitz = _cached(cache, ("conv2d_operator_norm", layer, size), lambda: conv2d_operator_norm(layer, size))
+    if lipschitz is None:
+        lipschitz = conv2d_operator_norm(layer, _input_size(x))
     return _divide_down(kappa, lipschitz)
 
 
 @torch.no_grad()
-def sound_dense_rule(layer: nn.Linear, x: torch.Tensor, kappa_next, *, cache: dict | None = None,
+def sound_dense_rule(layer: nn.Linear, x: torch.Tensor, kappa_next, *, lipschitz: float | None = None,
                      **_options) -> torch.Tensor:
     """A Linear layer outside the output classifier: ``kappa / ||W||_2`` (certified, float64).
 
     Proof. ``||W (X + R) + b - (W X + b)|| = ||W R|| <= ||W||_2 ||R||``.
     """
     kappa = kappa_like(kappa_next, x.shape[0], x.device)
-    lipschitz = _cached(cache, ("matrix_operator_norm", layer), lambda: matrix_operator_norm(layer.weight))
+    if lipschitz is None:
+        lipschitz = matrix_operator_norm(layer.weight)
     return _divide_down(kappa, lipschitz)
 
 
@@ -171,7 +186,7 @@ def batch_norm_lipschitz_constant(layer: nn.BatchNorm2d) -> float:
 
 
 @torch.no_grad()
-def sound_batch_norm_rule(layer: nn.BatchNorm2d, x: torch.Tensor, kappa_next, *, cache: dict | None = None,
+def sound_batch_norm_rule(layer: nn.BatchNorm2d, x: torch.Tensor, kappa_next, *, lipschitz: float | None = None,
                           **_options) -> torch.Tensor:
     """Eval-mode batch norm: ``kappa * min_{j: gamma_j != 0} sqrt(Var_j + eps) / |gamma_j|`` (``inf`` if all
     ``gamma_j = 0``).
@@ -184,7 +199,8 @@ def sound_batch_norm_rule(layer: nn.BatchNorm2d, x: torch.Tensor, kappa_next, *,
     there before (also false: the F8 counterexample with ``gamma = (0.01, 1)``, ``beta = (100, 0)``).
     """
     kappa = kappa_like(kappa_next, x.shape[0], x.device)
-    lipschitz = _cached(cache, ("batch_norm_lipschitz_constant", layer), lambda: batch_norm_lipschitz_constant(layer))
+    if lipschitz is None:
+        lipschitz = batch_norm_lipschitz_constant(layer)
     return _divide_down(kappa, lipschitz)
 
 
@@ -208,7 +224,7 @@ def sound_identity_rule(layer: nn.Module, x: torch.Tensor, kappa_next, **_option
 
 
 @torch.no_grad()
-def sound_pool_rule(layer: nn.Module, x: torch.Tensor, kappa_next, *, cache: dict | None = None,
+def sound_pool_rule(layer: nn.Module, x: torch.Tensor, kappa_next, *, lipschitz: float | None = None,
                     **_options) -> torch.Tensor:
     """Max / average / L_p pooling: ``kappa / L`` with ``L`` of ``pool_lipschitz_constant``.
 
@@ -220,8 +236,8 @@ def sound_pool_rule(layer: nn.Module, x: torch.Tensor, kappa_next, *, cache: dic
     ``UnsupportedLayerError`` (not Lipschitz, docs/findings.md F7).
     """
     kappa = kappa_like(kappa_next, x.shape[0], x.device)
-    size = (int(x.shape[-2]), int(x.shape[-1]))
-    lipschitz = _cached(cache, ("pool_lipschitz_constant", layer, size), lambda: pool_lipschitz_constant(layer, size))
+    if lipschitz is None:
+        lipschitz = pool_lipschitz_constant(layer, _input_size(x))
     return _divide_down(kappa, lipschitz)
 
 
@@ -376,9 +392,21 @@ def _smooth_tail(tail: MLPTail) -> bool:
     return not any(isinstance(act, nn.ReLU) for act in tail.activations)
 
 
+def tail_second_derivative_bound(tail: MLPTail) -> float | None:
+    """Algorithm 4.1's ``M`` of the tail, grown by its own float64 rounding, for the Theorem 4.2 half
+    of :func:`sound_mlp_tail_rule`; ``None`` for a tail with a ReLU, whose sound bound does not use
+    it. Depends only on the weights: ``model_bounds`` computes it once, when it plans the model."""
+    if not _smooth_tail(tail):
+        return None
+    widest = max(linear.in_features for linear in tail.linears)
+    return float(round_up(torch.tensor(second_derivative_bound(tail.linears, tail.activations), dtype=BOUND_DTYPE),
+                          8 * len(tail.linears) * (widest + 8)))
+
+
 @torch.no_grad()
 def sound_mlp_tail_rule(tail: MLPTail, x: torch.Tensor, kappa_next, *, jacobian_norm: str = "auto",
-                        cache: dict | None = None, diagnostics: dict | None = None, **_options) -> torch.Tensor:
+                        norms: Sequence[float] | None = None, m: float | None = None,
+                        jacobian: torch.Tensor | None = None, **_options) -> torch.Tensor:
     """The MLP tail ``h_L = act_L(W_L ... act_1(W_1 x))``: the larger of two valid bounds.
 
     (1) *Product of norms* (every tail, the only one with a ReLU): the backward composition of the sound
@@ -397,14 +425,16 @@ def sound_mlp_tail_rule(tail: MLPTail, x: torch.Tensor, kappa_next, *, jacobian_
     ``t`` of (2) is used only when no unit of any layer can reach the switch within ``||r|| < t``: layer
     ``l``'s pre-activation moves by at most ``||W_l[i]|| prod_{k<l} (A_k ||W_k||) t`` there, and if no unit
     crosses, the tail is smooth on the ball and (2)'s argument applies; otherwise (1) alone.
+
+    ``norms`` (each Linear's ``||W||_2``, :func:`weight_constants`), ``m`` (the rounded-up ``M``,
+    :func:`tail_second_derivative_bound`) and ``jacobian`` (``||J(x)||``, ``tail_jacobian_norm``)
+    are computed here when not given.
     """
-    if x.dim() != 2:
-        raise UnsupportedLayerError(
-            f"MLP tail {'/'.join(tail.labels) or ''} needs a flat [B, d] input (add nn.Flatten), got {tuple(x.shape)}")
+    jac = tail_jacobian_norm(tail, x, jacobian_norm) if jacobian is None else jacobian
     x64 = as_bound_tensor(x)
     kappa = kappa_like(kappa_next, x.shape[0], x.device)
-    norms = [_cached(cache, ("matrix_operator_norm", linear), lambda lin=linear: matrix_operator_norm(lin.weight))
-             for linear in tail.linears]
+    if norms is None:
+        norms = weight_constants(tail, x)["norms"]
     lipschitz = [activation_lipschitz_constant(act) for act in tail.activations]
     zs, z_errors = _tail_forward_with_errors(tail, x64)
 
@@ -414,22 +444,11 @@ def sound_mlp_tail_rule(tail: MLPTail, x: torch.Tensor, kappa_next, *, jacobian_
         product_bound = _activation_rule(activation)(activation, z, product_bound, z_error=z_error)
         product_bound = _divide_down(product_bound, norm)
 
-    # ||J(x)||: Theorem 4.2's input, and the tail's local Lipschitz constant (diagnostic, both modes)
-    jac = jacobian_spectral_norm(tail.linears, tail.activations, x, method=jacobian_norm)
-    if diagnostics is not None:
-        diagnostics.setdefault("n", tail.width)
-        diagnostics.setdefault("jacobian_norm", []).append(jac)
     if not _smooth_tail(tail):
         return product_bound
 
     # (2) Theorem 4.2
-    m_key = ("second_derivative_bound", tuple(tail.linears))
-    widest = max(linear.in_features for linear in tail.linears)
-    m_up = _cached(cache, m_key, lambda: float(round_up(torch.tensor(
-        second_derivative_bound(tail.linears, tail.activations), dtype=BOUND_DTYPE),
-        8 * len(tail.linears) * (widest + 8))))
-    if diagnostics is not None:
-        diagnostics.setdefault("M", m_up)
+    m_up = tail_second_derivative_bound(tail) if m is None else m
     # derivative error: |g'(z~) - g'(z)| <= B e_z plus a few ulps; its effect on J is at most
     # sum_l eps_l prod_{k != l} (A_k + eps_k) prod_k ||W_k||
     eps = [8 * _U + activation_derivative_bounds(act)[1] * z_error.amax(dim=1)
@@ -510,4 +529,6 @@ __all__ = [
     "sound_relu_rule",
     "sound_scale_rule",
     "sound_softplus_rule",
+    "tail_second_derivative_bound",
+    "weight_constants",
 ]

@@ -29,6 +29,7 @@ _LAZY = {
     "verify_raw_file": ("fetch", "verify_raw_file"),
     "DEFAULT_UCI_SPLIT": ("prepare", "DEFAULT_UCI_SPLIT"),
     "load_prepared": ("prepare", "load_prepared"),
+    "n_classes_of": ("prepare", "n_classes_of"),
     "prepare_dataset": ("prepare", "prepare_dataset"),
     "DEFAULT_SYNTHETIC_SIZES": ("synthetic", "DEFAULT_SIZES"),
     "write_synthetic": ("synthetic", "write_synthetic"),
@@ -48,6 +49,6 @@ def __getattr__(name: str):
 __all__ = [
     "DATASETS", "DEFAULT_SYNTHETIC_SIZES", "DEFAULT_UCI_SPLIT", "MNIST_TRAIN_FILES", "ChecksumError", "DataError",
     "DatasetSpec", "DatasetUnavailableError", "RawFile", "check_partial_mnist", "fetch_raw", "get_spec",
-    "load_prepared", "prepare_dataset", "raw_files", "read_idx_header", "resolve_raw_file", "verify_raw_file",
+    "load_prepared", "n_classes_of", "prepare_dataset", "raw_files", "read_idx_header", "resolve_raw_file", "verify_raw_file",
     "write_synthetic",
 ]

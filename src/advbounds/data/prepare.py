@@ -117,6 +117,18 @@ def load_prepared(path: str | os.PathLike) -> dict:
     return data
 
 
+def n_classes_of(data: dict) -> int:
+    """The number of classes of a prepared data set: its ``classes`` list, else one more than the
+    largest label of any non-empty split."""
+    classes = data.get("classes")
+    if classes:
+        return len(classes)
+    labels = [data[f"y_{split}"] for split in ("train", "val", "test") if len(data.get(f"y_{split}", []))]
+    if not labels:
+        raise DataError("the prepared data set has neither a class list nor any labels")
+    return int(max(int(y.max()) for y in labels)) + 1
+
+
 # --- structure checks --------------------------------------------------------------------------
 
 def _expected_structure(spec: DatasetSpec, dataset_dir: Path, synthetic: bool) -> dict:

@@ -1,16 +1,14 @@
-"""Chapter 5: convolutional networks (LeNet-5, LeNet-LRN1/2/3 and CIFAR-NIN).
+"""Chapter 5: the model runs of the convolutional networks (LeNet-5, LeNet-LRN1/2/3, CIFAR-NIN).
 
-One function per step of the chapter's experiments, each returning plain data frames or arrays:
+Everything here runs a network (torch); the tables and figure data that summarise its per-sample
+frames are in :mod:`advbounds.experiments.cnn_summary` (pandas only).
 
 * :func:`train_cnn` trains one network on its data set (Sections 5.3 and 5.4.1);
 * :func:`bounds_frame` computes the per-sample theoretical bound and every layer's kappa
   (Algorithm 5.1) on a whole test set;
 * :func:`attack_frame` runs the minimal-epsilon FGS search (Algorithm 2.1) on a whole test set;
-* :func:`table_5_1`, :func:`table_5_2`, :func:`table_5_3` build the chapter's tables from those
-  per-sample frames;
-* :func:`transition_counts`, :func:`select_examples`, :func:`adversarial_images`,
-  :func:`kernel_scaling_gain`, :func:`layer_robustness_gain`, :func:`measured_kernel_scaling`,
-  :func:`measured_layer_gain` and :func:`iterative_sequence` compute what the figures show.
+* :func:`adversarial_images`, :func:`pick_sample`, :func:`measured_kernel_scaling` and
+  :func:`iterative_sequence` run the networks for the figures.
 
 Units: MNIST and CIFAR-10 inputs stay in raw pixel units [0, 255]; every bound, epsilon and norm is
 in those units. The choices the thesis leaves open are documented in ``docs/chapter5.md``.
@@ -18,8 +16,8 @@ in those units. The choices the thesis leaves open are documented in ``docs/chap
 
 from __future__ import annotations
 
+import copy
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,46 +27,26 @@ import pandas as pd
 import torch
 from torch import nn
 
+from advbounds.attacks import iterative_perturbation, minimal_epsilon_search
+from advbounds.bounds import model_bounds
 from advbounds.config import first_samples
+from advbounds.data import n_classes_of
+from advbounds.frames import CERTIFIED_RADIUS, CORRECTED_BOUND, SOUND_KAPPA_PREFIX
+from advbounds.metrics import ModelMetrics
+from advbounds.models import build_model
+from advbounds.progress import progress_bar
+from advbounds.settings import SearchSettings, TrainingSettings
+from advbounds.training import predict, train_classifier
+from advbounds.verify import UnsupportedLayerError, certified_radius
+
+from .cnn_summary import kernel_scaling_gain
 
 log = logging.getLogger(__name__)
-
-#: model name (registry builder or config key) -> the thesis's display name
-DISPLAY_NAMES: dict[str, str] = {
-    "lenet5": "LeNet-5",
-    "lenet5_adam": "LeNet-5 (Adam)",
-    "lenet_lrn1": "LeNet-LRN1",
-    "lenet_lrn2": "LeNet-LRN2",
-    "lenet_lrn3": "LeNet-LRN3",
-    "cifar_nin": "CIFAR-NIN",
-}
-
-#: columns of the per-sample attack frame (results/attacks/<model>.csv)
-ATTACK_COLUMNS = ("sample", "true_label", "eps", "eps_lower", "perturbation_norm", "orig_label", "adv_label",
-                  "flipped", "flips_at_eps_max", "consistent", "direction_norm")
-#: columns every bounds frame starts with; ``kappa_<layer>`` columns follow, input -> output
-BOUND_COLUMNS = ("sample", "true_label", "pred_label", "bound")
-KAPPA_PREFIX = "kappa_"
-
-
-def display_name(model: str) -> str:
-    """The thesis's name of a model (``lenet5`` -> ``LeNet-5``); unknown names are returned as is."""
-    return DISPLAY_NAMES.get(model, model)
 
 
 # ------------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------------
-
-
-def load_data(path: str) -> dict[str, Any]:
-    """A prepared data set (``results/data/<name>.pt``), through ``advbounds.data`` when present."""
-    try:
-        from advbounds.data import load_prepared
-    except ImportError:  # pragma: no cover - the data package is the normal path
-        return torch.load(path, map_location="cpu", weights_only=True)
-    return load_prepared(path)
-
 
 
 def image_shape(data: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -80,13 +58,6 @@ def image_shape(data: Mapping[str, Any]) -> tuple[int, int, int]:
     if h != w:
         raise ValueError(f"the Chapter 5 networks need square images, got {h}x{w}")
     return c, h, w
-
-
-def n_classes_of(data: Mapping[str, Any]) -> int:
-    classes = data.get("classes")
-    if classes:
-        return len(classes)
-    return int(max(int(data["y_train"].max()), int(data["y_test"].max()))) + 1
 
 
 def model_kwargs(data: Mapping[str, Any], architecture: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -104,30 +75,25 @@ def model_kwargs(data: Mapping[str, Any], architecture: Mapping[str, Any] | None
 def train_cnn(
     builder: str,
     data: Mapping[str, Any],
-    settings: Mapping[str, Any],
+    architecture: Mapping[str, Any] | None,
+    training: TrainingSettings,
     *,
-    seed: int,
     device: torch.device | str,
     checkpoint_path: str | None = None,
     code_version: str = "",
     progress: bool = True,
-) -> tuple[nn.Sequential, dict[str, Any], dict[str, Any]]:
+) -> tuple[nn.Sequential, dict[str, Any], ModelMetrics]:
     """Build registry model ``builder`` for ``data`` and train it.
 
-    ``settings`` is one model's config entry: ``architecture`` (builder kwargs) and ``training``
-    (``advbounds.training`` settings; Caffe iterations are minibatches). The initial weights and the
-    training order depend only on ``seed``. Returns ``(model, kwargs, metrics)``.
+    ``architecture``: builder kwargs from one model's config entry; ``training``: its ``training``
+    block (Caffe iterations are minibatches). The initial weights and the training order depend
+    only on ``training.seed``. Returns ``(model, kwargs, metrics)``.
     """
-    from advbounds.models import build_model
-    from advbounds.training import train_classifier
-
-    kwargs = model_kwargs(data, settings.get("architecture"))
-    model = build_model(builder, seed=seed, **kwargs)
-    training = {"seed": int(seed), **dict(settings["training"])}
+    kwargs = model_kwargs(data, architecture)
+    model = build_model(builder, seed=training.seed, **kwargs)
     metrics = train_classifier(model, data, training, device, progress=progress, checkpoint_path=checkpoint_path,
                                code_version=code_version)
-    metrics["builder"] = builder
-    metrics["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
+    metrics = metrics.with_details(builder=builder, n_parameters=int(sum(p.numel() for p in model.parameters())))
     return model, kwargs, metrics
 
 
@@ -140,13 +106,6 @@ def _batches(n: int, batch_size: int | None):
     step = n if not batch_size else int(batch_size)
     for start in range(0, n, max(1, step)):
         yield slice(start, min(n, start + step))
-
-
-@torch.no_grad()
-def predict_labels(model: nn.Module, x: torch.Tensor, *, device: torch.device | str, batch_size: int = 1000) -> torch.Tensor:
-    model = model.to(device).eval()
-    out = [model(x[s].to(device=device, dtype=torch.float32)).argmax(dim=1).cpu() for s in _batches(len(x), batch_size)]
-    return torch.cat(out)
 
 
 def bounds_frame(
@@ -175,25 +134,14 @@ def bounds_frame(
     conv2, pool2, flatten, ip1, ip2``; ``bound == kappa_scale``) and, for a network with an MLP
     tail, ``jacobian_norm`` (``||J(x)||`` of Theorem 4.2).
     """
-    from advbounds.bounds import model_bounds
-    from advbounds.progress import progress_bar
-
     model = model.to(device).eval()
     rows: list[pd.DataFrame] = []
     for part in progress_bar(list(_batches(len(x), batch_size)), desc="bounds", disable=not progress):
         xb = x[part].to(device=device, dtype=torch.float32)
         # model_bounds sizes its own inner chunks from the activations (about 512 MiB)
         result = model_bounds(model, xb, relu_second_derivative=relu_second_derivative, mode="thesis")
-        frame = pd.DataFrame({
-            "sample": np.arange(part.start, part.stop),
-            "true_label": y[part].cpu().numpy().astype(int),
-            "pred_label": result.predicted.cpu().numpy().astype(int),
-            "bound": result.bound.detach().double().cpu().numpy(),
-        })
-        for label, kappa in result.kappas.items():
-            frame[f"{KAPPA_PREFIX}{label}"] = kappa.detach().double().cpu().numpy()
-        if result.jacobian_norm is not None:
-            frame["jacobian_norm"] = result.jacobian_norm.detach().double().cpu().numpy()
+        frame = result.to_frame(first_sample=part.start)
+        frame.insert(1, "true_label", y[part].cpu().numpy().astype(int))
         if "corrected" in modes:
             sound = model_bounds(model, xb, mode="corrected")
             frame[CORRECTED_BOUND] = sound.bound.detach().double().cpu().numpy()
@@ -237,8 +185,6 @@ def certified_radii(model: nn.Module, x: torch.Tensor, config: CertifyConfig, *,
     """``radius_certified`` per sample of ``x`` (pixel units): the certified L2 radius for the first
     ``config.sample_count`` samples, NaN for the rest, all NaN (with a warning) when the model has a
     layer the verifier does not support."""
-    from advbounds.verify import UnsupportedLayerError, certified_radius
-
     radii = np.full(len(x), np.nan)
     n = config.sample_count(device, len(x))
     try:
@@ -252,56 +198,30 @@ def certified_radii(model: nn.Module, x: torch.Tensor, config: CertifyConfig, *,
     return radii
 
 
-#: columns of the sound ``corrected`` bound in a bounds frame (``kappa_columns`` are the thesis's)
-CORRECTED_BOUND = "bound_corrected"
-CERTIFIED_RADIUS = "radius_certified"
-SOUND_KAPPA_PREFIX = "sound_kappa_"
 
 
-def kappa_columns(frame: pd.DataFrame) -> list[str]:
-    """The ``kappa_<layer>`` columns of a bounds frame, input -> output."""
-    return [c for c in frame.columns if c.startswith(KAPPA_PREFIX)]
-
-
-def attack_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of ``minimal_epsilon_search`` from the config's ``attack`` slice."""
-    known = ("method", "eps_max", "tol", "clip", "loss_label", "batch_size", "search", "grid_points")
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        raise ValueError(f"unknown attack settings {unknown}; valid: {', '.join(known)}")
-    kwargs = {k: settings[k] for k in known if k in settings}
-    if kwargs.get("clip") is not None:
-        kwargs["clip"] = tuple(float(v) for v in kwargs["clip"])
-    for key in ("eps_max", "tol"):
-        if key in kwargs:
-            kwargs[key] = float(kwargs[key])
-    return kwargs
 
 
 def attack_frame(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    settings: Mapping[str, Any],
+    settings: SearchSettings,
     *,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> pd.DataFrame:
     """Minimal FGS epsilon (Algorithm 2.1) for every sample, one row per sample.
 
-    ``settings``: the config's ``attack`` slice (``method``, ``eps_max``, ``tol``, ``clip``,
-    ``loss_label``, ``batch_size``, ``search``, ``grid_points``). Columns: ``sample``,
+    ``settings``: the config's ``attack`` block. Columns: ``sample``,
     ``true_label``, then every field of ``advbounds.attacks.AttackResult.to_frame()``: ``eps``
     (NaN when not flipped), ``eps_lower``, ``perturbation_norm`` (``eps * ||sign(grad)||_2``),
     ``orig_label``, ``adv_label``, ``flipped``, ``flips_at_eps_max``, ``consistent``,
     ``direction_norm``.
     """
-    from advbounds.attacks import minimal_epsilon_search
-
     model = model.to(device).eval()
-    kwargs = attack_settings(settings)
-    labels = y.to(device) if kwargs.get("loss_label") == "true" else None
-    result = minimal_epsilon_search(model, x.to(dtype=torch.float32), labels=labels, progress=progress, **kwargs)
+    labels = y.to(device) if settings.loss_label == "true" else None
+    result = minimal_epsilon_search(model, x.to(dtype=torch.float32), settings, labels=labels, progress=progress)
     frame = result.to_frame()
     frame.insert(0, "true_label", y.cpu().numpy().astype(int))
     frame.insert(0, "sample", np.arange(len(x)))
@@ -309,230 +229,52 @@ def attack_frame(
     return frame
 
 
-# ------------------------------------------------------------------------------------------------
-# Tables
-# ------------------------------------------------------------------------------------------------
 
 
-def epsilon_statistics(attacks: pd.DataFrame) -> dict[str, float]:
-    """Min, max, mean, median and (sample, ddof=1) standard deviation of ``eps`` over the flipped
-    samples, as in Tables 5.2 and 5.3 (an unflipped sample has no adversarial epsilon)."""
-    eps = attacks.loc[attacks["flipped"].astype(bool), "eps"].to_numpy(dtype=float)
-    if len(eps) == 0:
-        return {k: math.nan for k in ("min", "max", "mean", "median", "std")}
-    return {
-        "min": float(eps.min()),
-        "max": float(eps.max()),
-        "mean": float(eps.mean()),
-        "median": float(np.median(eps)),
-        "std": float(eps.std(ddof=1)) if len(eps) > 1 else math.nan,
-    }
 
 
-def flip_rate(attacks: pd.DataFrame) -> float:
-    """Fraction of all test samples whose label FGS changed with ``eps <= eps_max``."""
-    return float(attacks["flipped"].astype(bool).mean())
 
 
-def bound_violations(bounds: pd.DataFrame | None, attacks: pd.DataFrame) -> float:
-    """How many flipped samples have a theoretical bound above the FGS perturbation norm that flipped
-    them (a lower bound must never be; NaN without a bounds frame). Rows are matched by ``sample``."""
-    if bounds is None:
-        return math.nan
-    merged = attacks[attacks["flipped"].astype(bool)].merge(bounds[["sample", "bound"]], on="sample", how="inner")
-    return int((merged["bound"] > merged["perturbation_norm"]).sum())
 
 
-def table_5_1(entries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Table 5.1 with both normalizations.
-
-    ``entries``: one mapping per network with ``name``, ``bounds`` (bounds frame), ``attacks``
-    (attack frame) and ``shape`` ``(C, H, W)``. The theoretical column averages the bound over all
-    test samples; the empirical column averages ``perturbation_norm`` over the flipped samples.
-
-    * ``*_per_pixel`` divides by ``H * W``: what the published numbers were divided by
-      (CIFAR-NIN's 0.3129927 = 5.783 * sqrt(3072) / 1024, see docs/chapter5.md);
-    * ``*_per_input`` divides by ``C * H * W``: what the thesis's text says it did.
-    For the single-channel MNIST the two agree.
-
-    Beyond the thesis, appended after its columns: the theoretical bound per pixel in the network's
-    scaled input units (``normalized_theoretical_bound_per_pixel_scaled``: the bound at the first
-    layer after the input ``Scale``, 1/256 of the pixel value for our networks; the published bound
-    is very likely in this unit, docs/chapter5.md), and the means of the sound ``bound_corrected``
-    and of ``radius_certified`` (over the certified samples) where the bounds frame has them.
-    """
-    rows = []
-    for entry in entries:
-        bounds, attacks = entry["bounds"], entry["attacks"]
-        c, h, w = (int(v) for v in entry["shape"])
-        flipped = attacks["flipped"].astype(bool)
-        mean_bound = float(bounds["bound"].mean())
-        mean_norm = float(attacks.loc[flipped, "perturbation_norm"].mean()) if flipped.any() else math.nan
-        rows.append({
-            "network": entry["name"],
-            "input": f"{c}x{h}x{w}",
-            "normalized_theoretical_bound_per_pixel": mean_bound / (h * w),
-            "normalized_empirical_bound_per_pixel": mean_norm / (h * w),
-            "normalized_theoretical_bound_per_input": mean_bound / (c * h * w),
-            "normalized_empirical_bound_per_input": mean_norm / (c * h * w),
-            "rate": flip_rate(attacks),
-            "mean_theoretical_bound": mean_bound,
-            "mean_empirical_norm": mean_norm,
-            "n_samples": int(len(attacks)),
-            "n_flipped": int(flipped.sum()),
-            "n_bound_above_fgs": bound_violations(bounds, attacks),
-            "normalized_theoretical_bound_per_pixel_scaled": float(scaled_input_bound(bounds).mean()) / (h * w),
-            **sound_columns(bounds),
-        })
-    return pd.DataFrame(rows)
 
 
-def scaled_input_bound(bounds: pd.DataFrame) -> pd.Series:
-    """The theoretical bound in the network's scaled input units: the kappa of the step after the
-    input ``Scale`` layer (the bound itself when the network has none)."""
-    kappas = kappa_columns(bounds)
-    if len(kappas) > 1 and kappas[0] == f"{KAPPA_PREFIX}scale":
-        return bounds[kappas[1]]
-    return bounds["bound"]
 
 
-def sound_columns(bounds: pd.DataFrame | None) -> dict[str, float]:
-    """Means of the sound lower bounds (pixel units) where the bounds frame has them: the corrected
-    bound over all samples, the certified radius over the certified ones (NaN: not certified)."""
-    if bounds is None:
-        return {}
-    out: dict[str, float] = {}
-    if CORRECTED_BOUND in bounds:
-        out["mean_corrected_bound"] = float(bounds[CORRECTED_BOUND].mean())
-    if CERTIFIED_RADIUS in bounds:
-        certified = bounds[CERTIFIED_RADIUS].dropna()
-        out["mean_certified_radius"] = float(certified.mean()) if len(certified) else math.nan
-        out["n_certified"] = int(len(certified))
-    return out
 
 
-def table_5_2(entries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Table 5.2: statistics of the FGS epsilon over the flipped samples, plus the smallest
-    perturbation norm (the thesis quotes 0.0182 for MNIST and 0.0671 for CIFAR-10)."""
-    rows = []
-    for entry in entries:
-        attacks = entry["attacks"]
-        flipped = attacks["flipped"].astype(bool)
-        rows.append({
-            "network": entry["name"],
-            **epsilon_statistics(attacks),
-            "min_perturbation_norm": float(attacks.loc[flipped, "perturbation_norm"].min()) if flipped.any() else math.nan,
-            "n_flipped": int(flipped.sum()),
-        })
-    return pd.DataFrame(rows)
 
 
-def table_5_3(entries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Table 5.3: accuracy, epsilon statistics and flip rate per network (LeNet-LRN1/2/3 and any
-    reference networks), plus the mean theoretical bound (not in the thesis's table)."""
-    rows = []
-    for entry in entries:
-        attacks = entry["attacks"]
-        rows.append({
-            "network": entry["name"],
-            "accuracy": float(entry["accuracy"]),
-            **epsilon_statistics(attacks),
-            "rate": flip_rate(attacks),
-            "mean_theoretical_bound": float(entry["bounds"]["bound"].mean()) if entry.get("bounds") is not None else math.nan,
-            "n_bound_above_fgs": bound_violations(entry.get("bounds"), attacks),
-            **sound_columns(entry.get("bounds")),
-        })
-    return pd.DataFrame(rows)
 
 
-TABLE_CAPTIONS = {
-    "5_1": ("Table 5.1: theoretical and empirical robustness bounds. Mean theoretical bound over all test "
-            "samples and mean FGS perturbation norm over the flipped samples (pixel units), normalized per "
-            "pixel (H*W, as the published numbers were) and per input component (C*H*W, as the text says); "
-            "rate = fraction of test samples FGS flipped with eps <= eps_max."),
-    "5_2": "Table 5.2: statistics of the minimal FGS epsilon (pixel units) over the flipped test samples.",
-    "5_3": ("Table 5.3: accuracy, minimal FGS epsilon statistics (flipped samples, pixel units) and flip rate "
-            "of the LeNet-LRN networks (and reference LeNet-5 rows). Beyond the thesis: the mean sound "
-            "(corrected) bound, and the mean certified radius, which LRN networks do not get: the verifier has "
-            "no bound for LRN, and with k = 1 LRN's Lipschitz constant is at least 1 (its Jacobian at 0 is the "
-            "identity), so an LRN layer can never raise a sound bound."),
-}
-
-
-def load_entries(models: Sequence[str], *, attacks: Sequence[str], bounds: Sequence[str] | None = None,
-                 metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Read the per-model files a table or figure needs into the ``entries`` of :func:`table_5_1`
-    and friends: ``name``, ``model``, ``attacks``, ``bounds`` and, from the metrics JSON,
-    ``shape``, ``accuracy`` and ``classes``."""
-    import json
-
-    entries = []
-    for i, model in enumerate(models):
-        entry: dict[str, Any] = {"model": model, "name": display_name(model), "attacks": pd.read_csv(attacks[i])}
-        entry["bounds"] = pd.read_csv(bounds[i]) if bounds else None
-        if metrics:
-            with open(metrics[i], encoding="utf-8") as handle:
-                m = json.load(handle)
-            entry["shape"] = tuple(m["input_shape"])
-            entry["accuracy"] = m["test_accuracy"]
-            entry["classes"] = list(m.get("classes") or [str(c) for c in range(int(m["n_classes"]))])
-        entries.append(entry)
-    return entries
 
 
 # ------------------------------------------------------------------------------------------------
-# Figure data
+# Model runs behind the figures
 # ------------------------------------------------------------------------------------------------
 
 
-def transition_counts(attacks: pd.DataFrame, n_classes: int) -> np.ndarray:
-    """``counts[orig, adv]``: how many samples predicted ``orig`` FGS turned into ``adv``
-    (Figure 5.10). Unflipped samples sit on the diagonal."""
-    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(counts, (attacks["orig_label"].to_numpy(int), attacks["adv_label"].to_numpy(int)), 1)
-    return counts
 
 
-def transitions_long(counts: np.ndarray, network: str, classes: Sequence[str]) -> pd.DataFrame:
-    rows = [{"network": network, "orig_class": classes[i], "adv_class": classes[j], "orig_label": i,
-             "adv_label": j, "count": int(counts[i, j])}
-            for i in range(counts.shape[0]) for j in range(counts.shape[1])]
-    return pd.DataFrame(rows)
 
 
-def select_examples(attacks: pd.DataFrame, n: int, seed: int) -> list[int]:
-    """``n`` flipped samples for an example grid (Figures 5.8, 5.9): a seeded random order, taking
-    one sample per original class first so that the grid shows distinct classes. Returns sample
-    indices (positions in the test set)."""
-    flipped = attacks[attacks["flipped"].astype(bool)]
-    if flipped.empty or n <= 0:
-        return []
-    order = np.random.default_rng(seed).permutation(len(flipped))
-    shuffled = flipped.iloc[order]
-    first = shuffled.drop_duplicates("orig_label")
-    rest = shuffled.drop(first.index)
-    chosen = pd.concat([first, rest]).head(n)
-    return [int(s) for s in chosen["sample"]]
 
 
 def adversarial_images(
-    model: nn.Module, x: torch.Tensor, settings: Mapping[str, Any], *, device: torch.device | str = "cpu",
+    model: nn.Module, x: torch.Tensor, settings: SearchSettings, *, device: torch.device | str = "cpu",
     y: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Rebuild the FGS adversarial images of chosen samples (Figures 5.8, 5.9).
 
     Runs the same minimal-epsilon search as :func:`attack_frame` on just these samples (the search
     is elementwise, so a sample's result does not depend on its batch) and returns ``adversarial``
-    (``x + eps * sign(grad)`` as the model saw it, not clipped unless ``settings["clip"]``),
+    (``x + eps * sign(grad)`` as the model saw it, not clipped unless ``settings.clip``),
     ``perturbation``, ``eps``, ``orig_label``, ``adv_label`` and ``flipped``, all on the CPU.
     """
-    from advbounds.attacks import minimal_epsilon_search
-
     model = model.to(device).eval()
-    kwargs = attack_settings(settings)
-    labels = y.to(device) if kwargs.get("loss_label") == "true" and y is not None else None
+    labels = y.to(device) if settings.loss_label == "true" and y is not None else None
     x = x.to(dtype=torch.float32)
-    result = minimal_epsilon_search(model, x, labels=labels, return_adversarial=True, **kwargs)
+    result = minimal_epsilon_search(model, x, settings, labels=labels, return_adversarial=True)
     adversarial = result.adversarial.detach().cpu().float()
     return {
         "adversarial": adversarial,
@@ -544,21 +286,6 @@ def adversarial_images(
     }
 
 
-def check_reproduced(expected: pd.DataFrame, reproduced: Mapping[str, torch.Tensor], log=None,
-                     atol: float = 0.0) -> bool:
-    """Whether re-running the search on chosen samples reproduced the attack CSV's epsilons (to
-    ``atol``, normally the search's ``tol``) and adversarial labels. The search is elementwise, but
-    the model's float32 forward pass may round differently for a different batch size, which can
-    move the bisection by one step; larger differences mean something is wrong. Logs a warning
-    naming the samples that differ."""
-    eps_ok = np.isclose(expected["eps"].to_numpy(float), reproduced["eps"].numpy(), rtol=1e-9,
-                        atol=float(atol) * 1.001, equal_nan=True)
-    label_ok = expected["adv_label"].to_numpy(int) == reproduced["adv_label"].numpy()
-    ok = bool(eps_ok.all() and label_ok.all())
-    if not ok and log is not None:
-        bad = list(expected.index[~(eps_ok & label_ok)])
-        log.warning("re-running the search did not reproduce samples %s of the attack CSV", bad)
-    return ok
 
 
 def subsample(x: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
@@ -575,23 +302,13 @@ def pick_sample(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int
     classified one ("a random sample X from the dataset", Section 2.7)."""
     if sample is not None:
         return int(sample)
-    correct = torch.nonzero(predict_labels(model, x, device=device) == y.cpu()).flatten().numpy()
+    correct = torch.nonzero(predict(model.to(device), x, device) == y.to(x.device)).flatten().cpu().numpy()
     pool = correct if len(correct) else np.arange(len(x))
     return int(np.random.default_rng(seed).choice(pool))
 
 
-def kernel_scaling_gain(n: Sequence[int] | np.ndarray, epsilon: float) -> np.ndarray:
-    """Figure 5.12: the relative increase ``(1 - epsilon) ** -n`` of the theoretical robustness when
-    ``n`` convolution kernels are scaled by ``1 - epsilon`` (other layers assumed unaffected)."""
-    return (1.0 - float(epsilon)) ** (-np.asarray(n, dtype=float))
 
 
-def layer_robustness_gain(L: Sequence[int] | np.ndarray, alpha: float, delta: float, kappa_L: float) -> np.ndarray:
-    """Figure 5.13 / Eq. (5.13): ``1 + delta * (1 - alpha**-L) / (kappa_L * (1 - alpha**-1))``,
-    the relative increase when each of ``L`` layers with ``kappa_l = alpha**(L-l) kappa_L`` gains
-    ``delta``. Equal to ``1 + (delta / kappa_L) * sum_{l=0}^{L-1} alpha**-l``."""
-    L = np.asarray(L, dtype=float)
-    return 1.0 + float(delta) * (1.0 - float(alpha) ** (-L)) / (float(kappa_L) * (1.0 - 1.0 / float(alpha)))
 
 
 def conv_layer_names(model: nn.Sequential) -> list[str]:
@@ -602,8 +319,6 @@ def conv_layer_names(model: nn.Sequential) -> list[str]:
 def scaled_copy(model: nn.Sequential, layer_names: Sequence[str], factor: float) -> nn.Sequential:
     """A deep copy of ``model`` whose named convolution kernels (weights only, as in Section 5.4)
     are multiplied by ``factor``."""
-    import copy
-
     clone = copy.deepcopy(model)
     modules = dict(clone.named_children())
     with torch.no_grad():
@@ -627,7 +342,7 @@ def measured_kernel_scaling(
     """
     names = conv_layer_names(model)
     y = torch.zeros(len(x), dtype=torch.long)
-    base_pred = predict_labels(model, x, device=device)
+    base_pred = predict(model.to(device), x, device).cpu()
     base = None
     frames = []
     for n in range(len(names) + 1):
@@ -647,200 +362,55 @@ def measured_kernel_scaling(
     return pd.concat(frames, ignore_index=True)
 
 
-def default_gain_layers(bounds: pd.DataFrame) -> list[str]:
-    """The layers Eq. (5.13) sums over when the config names none: every kappa column except the
-    input ``scale`` step (a unit change, not a layer of the thesis's networks) and identity steps
-    (flatten, dropout, ReLU) whose kappa equals the next step's for every sample, so that no layer
-    is counted twice. Returns layer labels, input -> output."""
-    cols = [c for c in kappa_columns(bounds) if c != f"{KAPPA_PREFIX}scale"]
-    keep = [c for c, nxt in zip(cols, cols[1:] + [None])
-            if nxt is None or not np.array_equal(bounds[c].to_numpy(), bounds[nxt].to_numpy())]
-    return [c.removeprefix(KAPPA_PREFIX) for c in keep]
 
 
-def measured_layer_gain(bounds: pd.DataFrame, delta: float, layers: Sequence[str] | None = None) -> pd.DataFrame:
-    """Figure 5.13 on a trained network, from its per-layer kappas (Eq. 5.13).
-
-    ``layers``: the kappa columns to use, input -> output (default: every kappa column). Counting
-    from the output side, the network with its last ``L`` of these layers gains
-    ``1 + delta * sum_{l in last L} 1 / kappa_l`` (each layer's robustness raised by ``delta``).
-    Also gives the per-sample ratio ``alpha_l = kappa_l / kappa_{l+1}`` of consecutive layers.
-
-    Returns one row per (sample, L): ``L``, ``layer`` (the layer added at that depth), ``sample``,
-    ``kappa``, ``alpha`` (its kappa over the next layer's; NaN for the last) and ``gain``.
-    """
-    cols = list(layers) if layers is not None else kappa_columns(bounds)
-    if not cols:
-        raise ValueError("the bounds frame has no kappa columns")
-    kappas = bounds[cols].to_numpy(dtype=float)  # [N, K], input -> output
-    inverse = 1.0 / kappas
-    frames = []
-    for L in range(1, len(cols) + 1):
-        j = len(cols) - L  # the layer added when the network grows to L layers
-        gain = 1.0 + float(delta) * inverse[:, j:].sum(axis=1)
-        alpha = kappas[:, j] / kappas[:, j + 1] if j + 1 < len(cols) else np.full(len(kappas), np.nan)
-        frames.append(pd.DataFrame({
-            "L": L,
-            "layer": cols[j].removeprefix(KAPPA_PREFIX),
-            "sample": bounds["sample"].to_numpy(),
-            "kappa": kappas[:, j],
-            "alpha": alpha,
-            "gain": gain,
-        }))
-    return pd.concat(frames, ignore_index=True)
 
 
-def summarize_layer_gain(measured: pd.DataFrame) -> pd.DataFrame:
-    """Median and quartiles of the measured gain and alpha per depth ``L`` (one row per L), and
-    the geometric-mean alpha and median output kappa for the analytic comparison curve."""
-    grouped = measured.groupby("L", sort=True)
-    out = grouped.agg(
-        layer=("layer", "first"),
-        gain_median=("gain", "median"),
-        gain_q1=("gain", lambda v: float(np.quantile(v, 0.25))),
-        gain_q3=("gain", lambda v: float(np.quantile(v, 0.75))),
-        kappa_median=("kappa", "median"),
-        alpha_median=("alpha", "median"),
-    ).reset_index()
-    return out
 
 
-def figure_5_12_table(measured: pd.DataFrame, *, epsilon: float, max_n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Summary table of Figure 5.12: per ``n`` the analytic gain and, where measured, the median and
-    quartiles of the recomputed bound ratio and the fraction of samples whose prediction the scaling
-    left unchanged. Returns ``(table, analytic)``."""
-    n = np.arange(0, max(int(max_n), int(measured["n"].max()) if len(measured) else 0) + 1)
-    analytic = pd.DataFrame({"n": n, "gain": kernel_scaling_gain(n, epsilon)})
-    grouped = measured.groupby("n")
-    summary = pd.DataFrame({
-        "ratio_median": grouped["ratio"].median(),
-        "ratio_q1": grouped["ratio"].quantile(0.25),
-        "ratio_q3": grouped["ratio"].quantile(0.75),
-        "same_prediction": grouped["same_prediction"].mean(),
-        "n_samples": grouped["ratio"].size(),
-    }).reset_index()
-    table = analytic.rename(columns={"gain": "analytic_gain"}).merge(summary, on="n", how="left")
-    table.insert(1, "epsilon", float(epsilon))
-    return table, analytic
 
 
-def figure_5_13_data(bounds: pd.DataFrame, *, alpha: float, delta: float, kappa_L: float, max_L: int,
-                     layers: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
-    """Everything Figure 5.13 shows: ``analytic`` (Eq. 5.13 with the thesis's parameters),
-    ``measured`` (per sample and depth, :func:`measured_layer_gain`, over ``layers`` or
-    :func:`default_gain_layers`), ``summary`` (median/IQR per
-    depth), ``fitted`` (Eq. 5.13 with the network's median per-layer alpha and output kappa) and the
-    joined ``table`` that is written as CSV."""
-    names = list(layers) if layers else default_gain_layers(bounds)
-    missing = [n for n in names if f"{KAPPA_PREFIX}{n}" not in bounds.columns]
-    if missing:
-        raise ValueError(f"layers {missing} have no kappa column; available: "
-                         f"{[c.removeprefix(KAPPA_PREFIX) for c in kappa_columns(bounds)]}")
-    measured = measured_layer_gain(bounds, delta, [f"{KAPPA_PREFIX}{n}" for n in names])
-    summary = summarize_layer_gain(measured)
-    depth = int(max(int(max_L), int(summary["L"].max())))
-    L = np.arange(1, depth + 1)
-    analytic = pd.DataFrame({"L": L, "gain": layer_robustness_gain(L, alpha, delta, kappa_L)})
-    ratios = measured["alpha"].to_numpy(float)
-    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
-    fit_alpha = float(np.exp(np.median(np.log(ratios)))) if len(ratios) else math.nan
-    fit_kappa = float(summary.loc[summary["L"] == 1, "kappa_median"].iloc[0])
-    with np.errstate(all="ignore"):
-        fitted = pd.DataFrame({"L": L, "gain": layer_robustness_gain(L, fit_alpha, delta, fit_kappa)})
-    table = analytic.rename(columns={"gain": "analytic_gain"})
-    table["fitted_gain"] = fitted["gain"]
-    table["fitted_alpha"] = fit_alpha
-    table["fitted_kappa_L"] = fit_kappa
-    table = table.merge(summary, on="L", how="left")
-    return {"analytic": analytic, "measured": measured, "summary": summary, "fitted": fitted, "table": table}
 
 
 def iterative_sequence(
-    model: nn.Module, x: torch.Tensor, *, steps: int, device: torch.device | str = "cpu", **search_kwargs,
+    model: nn.Module, x: torch.Tensor, settings: SearchSettings, *, steps: int, device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Section 2.7 / Figure 2.5: apply the minimal-epsilon FGS ``steps`` times to one image.
+    """Section 2.7 / Figure 2.5: apply the minimal-epsilon search (``settings``) ``steps`` times to
+    one image.
 
     Returns ``images`` ``[steps+1, C, H, W]`` (X_0 .. X_n), ``labels`` (prediction of each),
     ``eps`` (the epsilon of each step) and ``perturbations`` ``[steps+1, C, H, W]`` as the thesis
     draws them: the first is ``X_n - X_0``, the others ``X_i - X_{i-1}``.
     """
-    from advbounds.attacks import iterative_perturbation
-
     model = model.to(device).eval()
     x = x.to(device=device, dtype=torch.float32)
     if x.dim() == 3:
         x = x[None]
-    kwargs = attack_settings(search_kwargs)
-    kwargs.pop("batch_size", None)
-    result = iterative_perturbation(model, x, steps, **kwargs)
-    images = _field(result, ("images", "sequence", "xs"))
-    images = images.detach().cpu().reshape(-1, *x.shape[1:])
-    labels = _field(result, ("labels", "predictions", "preds"), required=False)
-    if labels is None:
-        labels = predict_labels(model, images, device=device)
-    eps = _field(result, ("eps", "epsilons"), required=False)
-    eps = torch.full((len(images) - 1,), math.nan) if eps is None else torch.as_tensor(eps).detach().cpu().reshape(-1)
+    result = iterative_perturbation(model, x, steps, settings)
+    images = result.images.detach().cpu().reshape(-1, *x.shape[1:])
     steps_done = images[1:] - images[:-1]
     first = (images[-1] - images[0])[None]
     return {
         "images": images,
-        "labels": torch.as_tensor(labels).detach().cpu().reshape(-1).long(),
-        "eps": eps,
+        "labels": result.labels.detach().cpu().reshape(-1).long(),
+        "eps": result.eps.detach().cpu().reshape(-1),
         "perturbations": torch.cat([first, steps_done]),
     }
 
 
-def _field(result: Any, names: Sequence[str], required: bool = True):
-    for name in names:
-        if isinstance(result, Mapping) and name in result:
-            return result[name]
-        if hasattr(result, name):
-            return getattr(result, name)
-    if required:
-        raise AttributeError(f"iterative_perturbation result has none of {list(names)}")
-    return None
-
-
 __all__ = [
-    "ATTACK_COLUMNS",
-    "BOUND_COLUMNS",
-    "DISPLAY_NAMES",
-    "KAPPA_PREFIX",
-    "TABLE_CAPTIONS",
+    "CertifyConfig",
     "adversarial_images",
     "attack_frame",
-    "attack_settings",
-    "bound_violations",
     "bounds_frame",
-    "check_reproduced",
+    "certified_radii",
     "conv_layer_names",
-    "default_gain_layers",
-    "display_name",
-    "epsilon_statistics",
-    "figure_5_12_table",
-    "figure_5_13_data",
-    "flip_rate",
     "image_shape",
     "iterative_sequence",
-    "kappa_columns",
-    "kernel_scaling_gain",
-    "layer_robustness_gain",
-    "load_data",
-    "load_entries",
     "measured_kernel_scaling",
-    "measured_layer_gain",
     "model_kwargs",
-    "n_classes_of",
     "pick_sample",
-    "predict_labels",
     "scaled_copy",
-    "select_examples",
     "subsample",
-    "summarize_layer_gain",
-    "table_5_1",
-    "table_5_2",
-    "table_5_3",
     "train_cnn",
-    "transition_counts",
-    "transitions_long",
 ]

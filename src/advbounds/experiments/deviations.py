@@ -1,4 +1,5 @@
-"""Shared helpers of the Chapter 3 and 4 experiments: seeds, random test cases, deviation statistics.
+"""Shared helpers of the Chapter 3 and 4 experiments: seeds, deviation statistics, shared table cells
+(numpy and pandas only; the random test cases are drawn in :mod:`.stacked`).
 
 Deviation (Tables 3.1, 4.2, 4.3) is the L2 norm of the FGS perturbation found by Algorithm 2.1 minus
 the theoretical lower bound, per sample. A *violation* is a sample whose perturbation (FGS, or the
@@ -15,14 +16,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
+from advbounds.settings import SearchSettings
 
 #: summary statistics reported for a set of deviations, in table order
 STATS = ("mean", "median", "std", "min", "max")
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
 
 def derive_seed(base: int, *keys: int | str) -> int:
     """A 31-bit seed that depends only on ``base`` and ``keys`` (e.g. chapter, test number).
@@ -37,58 +34,9 @@ def derive_seed(base: int, *keys: int | str) -> int:
     return int(np.random.SeedSequence(parts).generate_state(1, dtype=np.uint32)[0] >> 1)
 
 
-def resolve_dtype(name: str) -> torch.dtype:
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}") from None
-
-
-def interval(value: Sequence[float]) -> tuple[float, float]:
-    low, high = (float(v) for v in value)
-    if not low < high:
-        raise ValueError(f"an interval needs low < high, got {list(value)}")
-    return low, high
-
-
 def format_interval(value: Sequence[float]) -> str:
     """``[-1, 1]`` as the thesis prints it (integers without a decimal point)."""
     return "[" + ", ".join(f"{float(v):g}" for v in value) + "]"
-
-
-def draw_random_test(
-    *,
-    n_models: int,
-    n_samples: int,
-    dim: int,
-    n_classes: int,
-    hidden: Sequence[int],
-    sample_interval: Sequence[float],
-    param_interval: Sequence[float],
-    activation: str = "tanh",
-    seed: int,
-    dtype: torch.dtype = torch.float64,
-) -> tuple[list[nn.Sequential], torch.Tensor]:
-    """The classifiers and samples of one randomized test (Sections 3.3 and 4.3).
-
-    Every weight and bias is i.i.d. ``U(param_interval)`` (``advbounds.models.random_uniform_mlp``),
-    every sample component i.i.d. ``U(sample_interval)``; each classifier gets its own ``n_samples``
-    samples. One ``torch.Generator`` seeded with ``seed`` draws the classifiers first, then the samples
-    ``[n_models, n_samples, dim]``, so a test is reproducible from its seed alone.
-    """
-    from advbounds.models import random_uniform_mlp
-
-    p_low, p_high = interval(param_interval)
-    s_low, s_high = interval(sample_interval)
-    generator = torch.Generator().manual_seed(int(seed))
-    models = []
-    for _ in range(int(n_models)):
-        model = random_uniform_mlp(int(dim), list(hidden), int(n_classes), p_low, p_high,
-                                   activation=activation, generator=generator)
-        models.append(model.to(dtype).requires_grad_(False).eval())
-    x = torch.empty(int(n_models), int(n_samples), int(dim), dtype=torch.float64)
-    x.uniform_(s_low, s_high, generator=generator)
-    return models, x.to(dtype)
 
 
 def summarize(values: Any) -> dict[str, float]:
@@ -115,14 +63,30 @@ def count_violations(perturbation: Any, bound: Any, atol: float) -> int:
     return int(np.sum(np.isfinite(p) & (p < b - float(atol))))
 
 
-def attack_kwargs(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``minimal_epsilon_search`` keyword arguments of an ``attack`` config block."""
-    allowed = {"eps_max", "tol", "loss_label", "fgv_normalize"}
-    unknown = set(settings) - allowed
-    if unknown:
-        raise ValueError(f"unknown attack settings {sorted(unknown)}; valid: {sorted(allowed)}")
-    return {"eps_max": float(settings["eps_max"]), "tol": float(settings["tol"]),
-            **({"loss_label": settings["loss_label"]} if "loss_label" in settings else {})}
+def deviation_cells(frame: pd.DataFrame, *, atol: float) -> dict[str, Any]:
+    """The table cells Tables 3.1, 4.2 and 4.3 share, from a per-sample frame (``fgs_flipped``,
+    ``deviation``, ``fgs_norm``, ``bound``): the deviation statistics over the flipped samples
+    (``Mean`` ... ``Max``, ddof=1 std), ``Flipped`` (``k/n``) and ``Violations`` (FGS norm below the
+    bound by more than ``atol``)."""
+    flipped = frame["fgs_flipped"].astype(bool)
+    stats = summarize(frame.loc[flipped, "deviation"])
+    return {
+        **{name.capitalize(): value for name, value in stats.items()},
+        "Flipped": f"{int(flipped.sum())}/{len(frame)}",
+        "Violations": count_violations(frame["fgs_norm"], frame["bound"], atol),
+    }
+
+
+def interval_cells(spec: Mapping[str, Any]) -> dict[str, str]:
+    """The ``Sample interval`` and ``Param interval`` cells of a randomized test's ``spec``."""
+    return {"Sample interval": format_interval(spec["sample_interval"]),
+            "Param interval": format_interval(spec["param_interval"])}
+
+
+def with_spec_eps_max(attack: SearchSettings, spec: Mapping[str, Any]) -> SearchSettings:
+    """``attack`` with the ``eps_max`` of a randomized test's ``spec`` where it has one (the config's
+    per-test override of Tables 3.1 and 4.2)."""
+    return attack.replace(eps_max=spec["eps_max"]) if "eps_max" in spec else attack
 
 
 def published_rows(published: Mapping[str, Any]) -> pd.DataFrame:

@@ -25,16 +25,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from advbounds.settings import SearchSettings
+
 from .deviations import (
-    attack_kwargs,
     count_violations,
     derive_seed,
-    draw_random_test,
-    format_interval,
-    resolve_dtype,
+    deviation_cells,
+    interval_cells,
     summarize,
+    with_spec_eps_max,
 )
-from .stacked import stacked_search
+from .stacked import draw_random_test, resolve_dtype, stacked_search
 
 #: chapter number mixed into every seed of this module
 CHAPTER = 3
@@ -61,9 +62,10 @@ def test_seed(base_seed: int, number: int) -> int:
     return derive_seed(base_seed, CHAPTER, int(number))
 
 
-def linear_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, attack: Mapping[str, Any],
+def linear_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, attack: SearchSettings,
                       dtype: str = "float64", progress: bool = False) -> pd.DataFrame:
-    """Per-sample results of one Table 3.1 test (``spec``: one entry of ``chapter3.tests``).
+    """Per-sample results of one Table 3.1 test (``spec``: one entry of ``chapter3.tests``; its
+    optional ``eps_max`` overrides ``attack``'s).
 
     ``seed`` is the test's own seed (:func:`test_seed`). Bounds, FGS and exact perturbations are
     computed in ``dtype`` (float64 by default, so that round-off cannot fake a violation).
@@ -77,7 +79,7 @@ def linear_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, attack
         hidden=[], sample_interval=spec["sample_interval"], param_interval=spec["param_interval"],
         seed=seed, dtype=torch_dtype,
     )
-    fgs = stacked_search(models, x, method="fgs", progress=progress, **attack_kwargs(attack))
+    fgs = stacked_search(models, x, with_spec_eps_max(attack, spec), progress=progress)
     bounds, exact_norm, exact_target, pred = [], [], [], []
     with torch.no_grad():
         for model, xs in zip(models, x):
@@ -93,21 +95,15 @@ def linear_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, attack
     pred_label = torch.cat(pred).cpu().numpy()
     if not np.array_equal(pred_label, fgs.orig_label.cpu().numpy()):
         raise RuntimeError("the stacked search and the per-classifier predictions disagree")
-    fgs_norm = fgs.perturbation_norm.double().cpu().numpy()
-    frame = pd.DataFrame({
+    frame = pd.concat([pd.DataFrame({
         "test": int(number),
         "classifier": np.repeat(np.arange(n_models), n_samples),
         "sample": np.tile(np.arange(n_samples), n_models),
         "pred_label": pred_label,
         "bound": bound,
-        "fgs_eps": fgs.eps.double().cpu().numpy(),
-        "fgs_norm": fgs_norm,
-        "fgs_flipped": fgs.flipped.cpu().numpy(),
-        "fgs_consistent": fgs.consistent.cpu().numpy(),
-        "fgs_adv_label": fgs.adv_label.cpu().numpy(),
         "exact_norm": exact_n,
         "exact_target": torch.cat(exact_target).cpu().numpy(),
-    })
+    }), fgs.to_frame(prefix="fgs_")], axis=1)
     frame["deviation"] = frame["fgs_norm"] - frame["bound"]
     frame["exact_minus_bound"] = frame["exact_norm"] - frame["bound"]
     frame["fgs_minus_exact"] = frame["fgs_norm"] - frame["exact_norm"]
@@ -126,7 +122,6 @@ def fgs_optimal_fraction(frame: pd.DataFrame, rtol: float) -> float:
 def table_3_1_row(spec: Mapping[str, Any], frame: pd.DataFrame, *, number: int, atol: float,
                   optimal_rtol: float) -> dict[str, Any]:
     flipped = frame["fgs_flipped"].astype(bool)
-    dev = summarize(frame.loc[flipped, "deviation"])
     exact_dev = summarize(frame["exact_minus_bound"])
     gap = summarize(frame.loc[flipped, "fgs_minus_exact"])
     return {
@@ -135,13 +130,8 @@ def table_3_1_row(spec: Mapping[str, Any], frame: pd.DataFrame, *, number: int, 
         "Samples": int(spec["samples"]),
         "Dim": int(spec["dim"]),
         "Classes": int(spec["classes"]),
-        "Sample interval": format_interval(spec["sample_interval"]),
-        "Param interval": format_interval(spec["param_interval"]),
-        "Mean": dev["mean"],
-        "Median": dev["median"],
-        "Std": dev["std"],
-        "Flipped": f"{int(flipped.sum())}/{len(frame)}",
-        "Violations": count_violations(frame["fgs_norm"], frame["bound"], atol),
+        **interval_cells(spec),
+        **deviation_cells(frame, atol=atol),
         "Exact - bound mean": exact_dev["mean"],
         "Exact - bound max": exact_dev["max"],
         "Exact violations": count_violations(frame["exact_norm"], frame["bound"], atol),
@@ -184,11 +174,12 @@ def deviations_long(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 
 
-def figure_3_1_example(settings: Mapping[str, Any], *, seed: int) -> dict[str, Any]:
+def figure_3_1_example(*, sample_interval: Sequence[float], param_interval: Sequence[float], attack: SearchSettings,
+                       seed: int) -> dict[str, Any]:
     """A binary linear classifier in the plane, one input, its minimal perturbation and an FGS one.
 
-    Draws ``W[2, 2], b[2]`` uniformly from ``settings['param_interval']`` and ``x`` from
-    ``settings['sample_interval']``. With ``w = w_1 - w_0`` and ``b = b_1 - b_0`` (eq. 3.2), ``r`` is
+    Draws ``W[2, 2], b[2]`` uniformly from ``param_interval`` and ``x`` from ``sample_interval``
+    (config ``chapter3.figure_3_1``; ``attack`` its ``attack`` block). With ``w = w_1 - w_0`` and ``b = b_1 - b_0`` (eq. 3.2), ``r`` is
     eq. 3.7 (``binary_minimal_perturbation``) and ``q`` the FGS perturbation found by Algorithm 2.1,
     an adversarial perturbation with ``||q|| >= ||r||`` (Lemma 3.1). Returns plain numbers and lists.
     """
@@ -196,14 +187,14 @@ def figure_3_1_example(settings: Mapping[str, Any], *, seed: int) -> dict[str, A
     from advbounds.bounds import linear_output_bound
 
     models, x = draw_random_test(
-        n_models=1, n_samples=1, dim=2, n_classes=2, hidden=[], sample_interval=settings["sample_interval"],
-        param_interval=settings["param_interval"], seed=seed, dtype=torch.float64,
+        n_models=1, n_samples=1, dim=2, n_classes=2, hidden=[], sample_interval=sample_interval,
+        param_interval=param_interval, seed=seed, dtype=torch.float64,
     )
     layer = models[0][0]
     W, bias, x0 = layer.weight.detach(), layer.bias.detach(), x[0]
     w, b = W[1] - W[0], bias[1] - bias[0]
     exact = binary_minimal_perturbation(w, b, x0)
-    fgs = minimal_epsilon_search(models[0], x0, method="fgs", **attack_kwargs(settings["attack"]))
+    fgs = minimal_epsilon_search(models[0], x0, attack)
     if not bool(fgs.flipped[0]):
         raise RuntimeError("FGS did not flip the Figure 3.1 example; raise chapter3.figure_3_1.attack.eps_max")
     _, direction = _fgs_direction(models[0], x0)

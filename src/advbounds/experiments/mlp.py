@@ -1,22 +1,22 @@
-"""Chapter 4: robustness of MLPs (Tables 4.2 and 4.3, Figures 4.1, 4.2 and 4.3).
+"""Chapter 4: the model runs behind the robustness of MLPs (Tables 4.2 and 4.3, Figures 4.1-4.3).
 
 * :func:`random_mlp_test_frame`: one randomized test of Table 4.2 (Section 4.3.2): K random MLPs
   with N uniform samples each; per sample the bound of Theorem 4.2 (``advbounds.bounds.mlp_bound``,
   M from Algorithm 4.1) and the minimal FGS perturbation of Algorithm 2.1, searched for all K*N
-  samples at once (:mod:`.stacked`). :func:`table_4_2` and :func:`mlp_average_deviations`
-  (Figure 4.1) summarize them.
+  samples at once (:mod:`.stacked`).
 * :func:`train_mlp` trains the Iris / Wine / Spambase MLPs of Section 4.3.2;
-  :func:`trained_mlp_frame` evaluates bound and FGS per sample; :func:`table_4_3` and
-  :func:`accuracy_table` summarize them.
+  :func:`trained_mlp_frame` evaluates bound and FGS per sample.
 * :func:`regularization_point`: one point of the Section 4.4 sweep (Figure 4.3): an MLP trained
   with ``L1 = L - l * delta(h_L(x); f)``, its accuracy, FGS and FGV adversarial error rates and
   minimal perturbations on the entire data set.
 
+The tables and figure data that summarise these frames are in :mod:`.mlp_summary` (pandas only).
 Every choice the thesis leaves open is a config value; see ``docs/chapters34.md``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,51 +26,20 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .deviations import (
-    attack_kwargs,
-    count_violations,
-    derive_seed,
-    draw_random_test,
-    format_interval,
-    resolve_dtype,
-    summarize,
-)
-from .stacked import stacked_search
+from advbounds.attacks import minimal_epsilon_search
+from advbounds.bounds import linear_output_bound, mlp_bound, second_derivative_bound
+from advbounds.data import n_classes_of
+from advbounds.metrics import ModelMetrics
+from advbounds.models import ACTIVATIONS, build_model
+from advbounds.settings import SearchSettings, TrainingSettings
+from advbounds.training import train_classifier
+
+from .deviations import derive_seed, summarize, with_spec_eps_max
+from .mlp_summary import RANDOM_SAMPLE_COLUMNS, TRAINED_SAMPLE_COLUMNS, float_or_nan
+from .stacked import draw_random_test, resolve_dtype, stacked_search
 
 #: chapter number mixed into every seed of this module
 CHAPTER = 4
-
-DATASET_NAMES = {"iris": "Iris", "wine": "Wine", "spambase": "Spambase"}
-
-RANDOM_SAMPLE_COLUMNS = (
-    "test", "mlp", "sample", "pred_label", "bound", "M", "delta_hidden", "fgs_eps", "fgs_norm",
-    "fgs_flipped", "fgs_flips_at_eps_max", "fgs_consistent", "fgs_adv_label", "deviation",
-)
-#: columns of the second search with the reference M (``chapter4.reference_attack``)
-REFERENCE_COLUMNS = ("ref_eps", "ref_norm", "ref_flipped", "ref_deviation")
-TRAINED_SAMPLE_COLUMNS = (
-    "dataset", "split", "sample", "true_label", "pred_label", "correct", "bound", "M", "delta_hidden",
-    "fgs_eps", "fgs_norm", "fgs_flipped", "fgs_flips_at_eps_max", "fgs_consistent", "fgs_adv_label",
-    "deviation",
-)
-
-TABLE_4_2_CAPTION = "Table 4.2: Test results on random MLPs"
-TABLE_4_2_COLUMNS = (
-    "No.", "Samples", "Dim", "MLPs", "Layers", "Units", "Classes", "Sample interval", "Param interval",
-    "Mean", "Median", "Std", "Flipped", "Violations", "MLP-average std", "Bound mean", "FGS norm mean",
-    "Ref mean", "Ref median", "Ref std", "Ref flipped",
-)
-TABLE_4_3_CAPTION = "Table 4.3: Trained MLP statistics of bound deviations"
-TABLE_4_3_COLUMNS = ("Dataset", "Mean", "Median", "Std", "Min", "Max", "Samples", "Flipped", "Violations",
-                     "Bound mean", "FGS norm mean", "Ref mean", "Ref median", "Ref std", "Ref min", "Ref max",
-                     "Ref flipped")
-ACCURACY_CAPTION = "Section 4.3.2: accuracies of the trained MLPs (tanh, standardized, 70/20/10 split)"
-ACCURACY_COLUMNS = ("Dataset", "Hidden", "Train accuracy", "Validation accuracy", "Test accuracy",
-                    "Train samples", "Validation samples", "Test samples")
-REGULARIZATION_COLUMNS = (
-    "dataset", "ell", "accuracy", "fgs_error_rate", "fgv_error_rate", "fgs_norm_mean", "fgs_norm_median",
-    "fgv_norm_mean", "fgv_norm_median", "bound_mean", "delta_hidden_mean", "samples", "test_accuracy",
-)
 
 
 def test_seed(base_seed: int, number: int) -> int:
@@ -85,8 +54,6 @@ def _hidden_and_output(model: nn.Sequential, x: torch.Tensor) -> tuple[torch.Ten
 
 def _model_parts(model: nn.Sequential) -> tuple[list[nn.Linear], list[str]]:
     """The hidden Linear layers and activation names (``advbounds.models.ACTIVATIONS`` keys)."""
-    from advbounds.models import ACTIVATIONS
-
     names = {cls: name for name, cls in ACTIVATIONS.items()}
     children = list(model)
     linears = [m for m in children[:-1:2]]
@@ -96,16 +63,12 @@ def _model_parts(model: nn.Sequential) -> tuple[list[nn.Linear], list[str]]:
 
 def second_derivative_constant(model: nn.Sequential, relu_second_derivative: float) -> float:
     """M of Algorithm 4.1 for ``model`` (through ``advbounds.bounds.second_derivative_bound``)."""
-    from advbounds.bounds import second_derivative_bound
-
     linears, activations = _model_parts(model)
     return float(second_derivative_bound(linears, activations, relu_second_derivative=relu_second_derivative))
 
 
 def bound_parts(model: nn.Sequential, x: torch.Tensor, relu_second_derivative: float) -> dict[str, Any]:
     """Per-sample bound of Theorem 4.2 and its ingredients ``M`` and ``delta(h_L(x); f)``."""
-    from advbounds.bounds import linear_output_bound, mlp_bound
-
     with torch.no_grad():
         bound = mlp_bound(model, x, relu_second_derivative=relu_second_derivative)
         hidden, output = _hidden_and_output(model, x)
@@ -123,7 +86,7 @@ def bound_parts(model: nn.Sequential, x: torch.Tensor, relu_second_derivative: f
 
 
 def random_mlp_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, activation: str,
-                          attack: Mapping[str, Any], reference_attack: Mapping[str, Any] | None = None,
+                          attack: SearchSettings, reference_attack: SearchSettings | None = None,
                           relu_second_derivative: float = 1.0, dtype: str = "float64",
                           progress: bool = False) -> pd.DataFrame:
     """Per-sample results of one Table 4.2 test (``spec``: one entry of ``chapter4.random_mlp.tests``;
@@ -135,10 +98,8 @@ def random_mlp_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, ac
         hidden=spec["hidden"], sample_interval=spec["sample_interval"], param_interval=spec["param_interval"],
         activation=activation, seed=seed, dtype=torch_dtype,
     )
-    attack_settings = {**attack, **({"eps_max": spec["eps_max"]} if "eps_max" in spec else {})}
-    fgs = stacked_search(models, x, method="fgs", progress=progress, **attack_kwargs(attack_settings))
-    reference = (stacked_search(models, x, method="fgs", **attack_kwargs(reference_attack))
-                 if reference_attack is not None else None)
+    fgs = stacked_search(models, x, with_spec_eps_max(attack, spec), progress=progress)
+    reference = stacked_search(models, x, reference_attack) if reference_attack is not None else None
     parts = [bound_parts(model, xs, relu_second_derivative) for model, xs in zip(models, x)]
     n_models, n_samples = x.shape[:2]
     frame = pd.DataFrame({
@@ -149,8 +110,8 @@ def random_mlp_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, ac
         "bound": np.concatenate([p["bound"] for p in parts]),
         "M": np.repeat([p["M"] for p in parts], n_samples),
         "delta_hidden": np.concatenate([p["delta_hidden"] for p in parts]),
-        **_attack_columns(fgs),
     })
+    frame = pd.concat([frame, fgs.to_frame(prefix="fgs_")], axis=1)
     frame["deviation"] = frame["fgs_norm"] - frame["bound"]
     return _with_reference(frame[list(RANDOM_SAMPLE_COLUMNS)], reference)
 
@@ -158,127 +119,15 @@ def random_mlp_test_frame(spec: Mapping[str, Any], *, number: int, seed: int, ac
 def _with_reference(frame: pd.DataFrame, reference) -> pd.DataFrame:
     if reference is None:
         return frame
-    frame = frame.copy()
-    frame["ref_eps"] = reference.eps.double().cpu().numpy()
-    frame["ref_norm"] = reference.perturbation_norm.double().cpu().numpy()
-    frame["ref_flipped"] = reference.flipped.cpu().numpy()
+    ref = reference.to_frame(prefix="ref_")
+    frame = pd.concat([frame, ref[["ref_eps", "ref_norm", "ref_flipped"]]], axis=1)
     frame["ref_deviation"] = frame["ref_norm"] - frame["bound"]
     return frame
-
-
-def _reference_stats(frame: pd.DataFrame) -> dict[str, Any]:
-    """``Ref *`` table cells: deviation statistics of the reference-M search (NaN without one)."""
-    if "ref_flipped" not in frame:
-        return {"Ref mean": math.nan, "Ref median": math.nan, "Ref std": math.nan, "Ref min": math.nan,
-                "Ref max": math.nan, "Ref flipped": ""}
-    flipped = frame["ref_flipped"].astype(bool)
-    stats = summarize(frame.loc[flipped, "ref_deviation"])
-    return {f"Ref {name}": value for name, value in stats.items()} | {
-        "Ref flipped": f"{int(flipped.sum())}/{len(frame)}"}
-
-
-def _attack_columns(result, prefix: str = "fgs") -> dict[str, np.ndarray]:
-    return {
-        f"{prefix}_eps": result.eps.double().cpu().numpy(),
-        f"{prefix}_norm": result.perturbation_norm.double().cpu().numpy(),
-        f"{prefix}_flipped": result.flipped.cpu().numpy(),
-        f"{prefix}_flips_at_eps_max": result.flips_at_eps_max.cpu().numpy(),
-        f"{prefix}_consistent": result.consistent.cpu().numpy(),
-        f"{prefix}_adv_label": result.adv_label.cpu().numpy(),
-    }
-
-
-#: ``kind`` labels of the long frames behind Figures 4.1 and 4.2
-KIND_SEARCH = "FGS (search M)"
-KIND_REFERENCE = "FGS (reference M)"
-
-
-def deviations_long(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Long frame ``keys..., kind, deviation`` of the flipped samples: the main search and, when the
-    frame has them, the reference-M search (Figures 4.1 and 4.2)."""
-    parts = []
-    flipped = frame[frame["fgs_flipped"].astype(bool)]
-    parts.append(flipped[list(keys)].assign(kind=KIND_SEARCH, deviation=flipped["deviation"]))
-    if "ref_flipped" in frame:
-        ref = frame[frame["ref_flipped"].astype(bool)]
-        parts.append(ref[list(keys)].assign(kind=KIND_REFERENCE, deviation=ref["ref_deviation"]))
-    return pd.concat(parts, ignore_index=True)
-
-
-def mlp_average_deviations(frame: pd.DataFrame) -> pd.DataFrame:
-    """Figure 4.1's data: per test, MLP and search (``kind``), the mean deviation over that MLP's
-    flipped samples (MLPs with no flipped sample are left out; Table 4.2's Flipped column counts them)."""
-    long = deviations_long(frame, ["test", "mlp"])
-    return (long.groupby(["test", "mlp", "kind"], as_index=False, sort=False)["deviation"].mean()
-            .rename(columns={"deviation": "mean_deviation"}))
-
-
-def table_4_2_row(spec: Mapping[str, Any], frame: pd.DataFrame, *, number: int, atol: float) -> dict[str, Any]:
-    flipped = frame["fgs_flipped"].astype(bool)
-    dev = summarize(frame.loc[flipped, "deviation"])
-    averages = mlp_average_deviations(frame)
-    averages = averages.loc[averages["kind"] == KIND_SEARCH, "mean_deviation"]
-    hidden = list(spec["hidden"])
-    return {
-        "No.": int(number),
-        "Samples": int(spec["samples"]),
-        "Dim": int(spec["dim"]),
-        "MLPs": int(spec["mlps"]),
-        "Layers": len(hidden),
-        "Units": "/".join(str(h) for h in hidden) if len(set(hidden)) > 1 else int(hidden[0]),
-        "Classes": int(spec["classes"]),
-        "Sample interval": format_interval(spec["sample_interval"]),
-        "Param interval": format_interval(spec["param_interval"]),
-        "Mean": dev["mean"],
-        "Median": dev["median"],
-        "Std": dev["std"],
-        "Flipped": f"{int(flipped.sum())}/{len(frame)}",
-        "Violations": count_violations(frame["fgs_norm"], frame["bound"], atol),
-        "MLP-average std": summarize(averages)["std"],
-        "Bound mean": summarize(frame["bound"])["mean"],
-        "FGS norm mean": summarize(frame.loc[flipped, "fgs_norm"])["mean"],
-        **_reference_stats(frame),
-    }
-
-
-def table_4_2(specs: Sequence[Mapping[str, Any]], frames: Sequence[pd.DataFrame], *, atol: float) -> pd.DataFrame:
-    """Table 4.2: deviation statistics over all flipped samples of each test (ddof=1 std), the flip
-    count, violations (FGS norm below the bound) and, beside them, the std of the per-MLP averages
-    that Figure 4.1 shows, and the mean bound and mean FGS norm the deviation is made of."""
-    if len(specs) != len(frames):
-        raise ValueError(f"{len(specs)} test specs but {len(frames)} result frames")
-    rows = [table_4_2_row(spec, frame, number=i, atol=atol)
-            for i, (spec, frame) in enumerate(zip(specs, frames), start=1)]
-    return pd.DataFrame(rows).reindex(columns=list(TABLE_4_2_COLUMNS))
 
 
 # ------------------------------------------------------------------------------------------------
 # Trained MLPs (Section 4.3.2: Table 4.3, Figure 4.2, accuracies)
 # ------------------------------------------------------------------------------------------------
-
-
-#: keys every prepared data file has (docs/CONTRACTS.md, ``advbounds.data``)
-PREPARED_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "classes")
-
-
-def load_data(path: str) -> dict[str, Any]:
-    """A prepared data set (``results/data/<name>.pt``, written by ``advbounds.data.prepare_dataset``).
-
-    Read with ``torch.load(weights_only=True)`` rather than ``advbounds.data.load_prepared``, whose
-    package import pulls in torchvision (seconds per job for these small data sets); the same keys
-    are checked."""
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    missing = sorted(set(PREPARED_KEYS) - set(data)) if isinstance(data, dict) else list(PREPARED_KEYS)
-    if missing:
-        raise ValueError(f"{path} is not a prepared data set (missing {missing}); rerun prepare_data")
-    return data
-
-
-def n_classes_of(data: Mapping[str, Any]) -> int:
-    classes = data.get("classes")
-    if classes:
-        return len(classes)
-    return int(max(int(data[f"y_{s}"].max()) for s in ("train", "val", "test") if len(data.get(f"y_{s}", [])))) + 1
 
 
 def split_data(data: Mapping[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,50 +152,37 @@ def model_seed(base_seed: int, dataset: str) -> int:
     return derive_seed(base_seed, CHAPTER, dataset)
 
 
-def training_settings(trained: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """``chapter4.trained.training`` with the data set's own ``training`` entries on top."""
-    return {**dict(trained["training"]), **dict(trained["datasets"][dataset].get("training", {}))}
-
-
 def model_kwargs(data: Mapping[str, Any], hidden: Sequence[int], activation: str) -> dict[str, Any]:
     return {"in_dim": int(data["x_train"].shape[1]), "hidden": [int(h) for h in hidden],
             "n_classes": n_classes_of(data), "activation": activation}
 
 
-def train_mlp(data: Mapping[str, Any], *, hidden: Sequence[int], activation: str, training: Mapping[str, Any],
-              seed: int, device: torch.device | str, regularization: float = 0.0,
-              progress: bool = False) -> tuple[nn.Sequential, dict[str, Any], dict[str, Any]]:
-    """Build ``mlp(in_dim, hidden, n_classes, activation)`` (initial weights from ``seed``) and train it
-    with ``advbounds.training.train_classifier`` (``training`` settings, shuffling seeded by ``seed``;
-    ``regularization`` = the l of Section 4.4). Returns ``(model, metrics, builder kwargs)``."""
-    from advbounds.models import build_model
-    from advbounds.training import train_classifier
-
+def train_mlp(data: Mapping[str, Any], *, hidden: Sequence[int], activation: str, training: TrainingSettings,
+              device: torch.device | str, progress: bool = False) -> tuple[nn.Sequential, dict[str, Any], ModelMetrics]:
+    """Build ``mlp(in_dim, hidden, n_classes, activation)`` (initial weights from ``training.seed``,
+    which also seeds the shuffling) and train it with ``advbounds.training.train_classifier``
+    (``training.regularization`` = the l of Section 4.4). Returns ``(model, builder kwargs,
+    metrics)``, the order of :func:`advbounds.experiments.cnn.train_cnn`."""
     kwargs = model_kwargs(data, hidden, activation)
-    model = build_model("mlp", seed=seed, **kwargs)
-    settings = {**dict(training), "seed": int(seed), "regularization": float(regularization)}
-    metrics = train_classifier(model, data, settings, device, progress=progress)
-    metrics["n_val"] = len(data.get("x_val", []))
-    metrics["n_test"] = len(data.get("x_test", []))
+    model = build_model("mlp", seed=training.seed, **kwargs)
+    metrics = train_classifier(model, data, training, device, progress=progress)
+    metrics = metrics.with_details(n_val=len(data.get("x_val", [])), n_test=len(data.get("x_test", [])))
     model.to("cpu").eval()
-    return model, metrics, kwargs
+    return model, kwargs, metrics
 
 
 def trained_mlp_frame(model: nn.Sequential, data: Mapping[str, Any], *, dataset: str, split: str,
-                      attack: Mapping[str, Any], reference_attack: Mapping[str, Any] | None = None,
+                      attack: SearchSettings, reference_attack: SearchSettings | None = None,
                       relu_second_derivative: float = 1.0, dtype: str = "float64",
                       progress: bool = False) -> pd.DataFrame:
     """Per-sample bound (Theorem 4.2) and minimal FGS perturbation (Algorithm 2.1) of a trained MLP on
     ``split``, computed in ``dtype`` (a float64 copy of the float32 model is the same function)."""
-    from advbounds.attacks import minimal_epsilon_search
-
     torch_dtype = resolve_dtype(dtype)
     x, y = split_data(data, split)
     model = _as_dtype(model, torch_dtype)
     x = x.to(torch_dtype)
-    fgs = minimal_epsilon_search(model, x, method="fgs", progress=progress, **attack_kwargs(attack))
-    reference = (minimal_epsilon_search(model, x, method="fgs", **attack_kwargs(reference_attack))
-                 if reference_attack is not None else None)
+    fgs = minimal_epsilon_search(model, x, attack, progress=progress)
+    reference = minimal_epsilon_search(model, x, reference_attack) if reference_attack is not None else None
     parts = bound_parts(model, x, relu_second_derivative)
     frame = pd.DataFrame({
         "dataset": dataset,
@@ -357,58 +193,15 @@ def trained_mlp_frame(model: nn.Sequential, data: Mapping[str, Any], *, dataset:
         "bound": parts["bound"],
         "M": parts["M"],
         "delta_hidden": parts["delta_hidden"],
-        **_attack_columns(fgs),
     })
+    frame = pd.concat([frame, fgs.to_frame(prefix="fgs_")], axis=1)
     frame["correct"] = frame["pred_label"] == frame["true_label"]
     frame["deviation"] = frame["fgs_norm"] - frame["bound"]
     return _with_reference(frame[list(TRAINED_SAMPLE_COLUMNS)], reference)
 
 
 def _as_dtype(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    import copy
-
     return copy.deepcopy(model).to(dtype).requires_grad_(False).eval()
-
-
-def table_4_3(frames: Mapping[str, pd.DataFrame], *, atol: float) -> pd.DataFrame:
-    """Table 4.3: deviation statistics per data set (flipped samples, ddof=1 std) with the sample and
-    flip counts, violations (must be 0), and the mean bound and FGS norm."""
-    rows = []
-    for dataset, frame in frames.items():
-        flipped = frame["fgs_flipped"].astype(bool)
-        dev = summarize(frame.loc[flipped, "deviation"])
-        rows.append({
-            "Dataset": DATASET_NAMES.get(dataset, dataset),
-            "Mean": dev["mean"], "Median": dev["median"], "Std": dev["std"], "Min": dev["min"], "Max": dev["max"],
-            "Samples": len(frame),
-            "Flipped": f"{int(flipped.sum())}/{len(frame)}",
-            "Violations": count_violations(frame["fgs_norm"], frame["bound"], atol),
-            "Bound mean": summarize(frame["bound"])["mean"],
-            "FGS norm mean": summarize(frame.loc[flipped, "fgs_norm"])["mean"],
-            **_reference_stats(frame),
-        })
-    return pd.DataFrame(rows).reindex(columns=list(TABLE_4_3_COLUMNS))
-
-
-def accuracy_table(metrics: Mapping[str, Mapping[str, Any]], hidden: Mapping[str, Sequence[int]]) -> pd.DataFrame:
-    """The accuracies of Section 4.3.2 (from each model's metrics.json)."""
-    rows = []
-    for dataset, m in metrics.items():
-        rows.append({
-            "Dataset": DATASET_NAMES.get(dataset, dataset),
-            "Hidden": "(" + ", ".join(str(h) for h in hidden[dataset]) + ")",
-            "Train accuracy": _number(m.get("train_accuracy")),
-            "Validation accuracy": _number(m.get("val_accuracy")),
-            "Test accuracy": _number(m.get("test_accuracy")),
-            "Train samples": m.get("n_train"),
-            "Validation samples": m.get("n_val"),
-            "Test samples": m.get("n_test"),
-        })
-    return pd.DataFrame(rows, columns=list(ACCURACY_COLUMNS))
-
-
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -417,29 +210,29 @@ def _number(value: Any) -> float:
 
 
 def regularization_point(data: Mapping[str, Any], *, dataset: str, ell: float, hidden: Sequence[int],
-                         activation: str, training: Mapping[str, Any], seed: int, attack: Mapping[str, Any],
+                         activation: str, training: TrainingSettings, attack: SearchSettings,
                          split: str = "all", relu_second_derivative: float = 1.0, dtype: str = "float64",
                          device: torch.device | str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Train with ``L1 = L - ell * delta(h_L(x); f)`` and measure, on ``split`` ("all" = the entire
-    data set, as in Section 4.4): accuracy, the FGS and FGV adversarial error rates (fraction of
-    samples whose label Algorithm 2.1 changes within ``eps_max``) and the minimal perturbation norms.
+    """Train with ``L1 = L - ell * delta(h_L(x); f)`` (``training`` with its regularization set to
+    ``ell``) and measure, on ``split`` ("all" = the entire data set, as in Section 4.4): accuracy,
+    the FGS and FGV adversarial error rates (fraction of samples whose label Algorithm 2.1 changes
+    within ``eps_max``) and the minimal perturbation norms.
 
-    FGS searches ``eps`` (L-infinity) in ``[0, eps_max]``. FGV uses the normalized gradient
-    (``fgv_normalize=True``) so that its ``eps`` is the L2 norm, searched in ``[0, eps_max * sqrt(d)]``:
-    the L2 norm of the largest FGS perturbation, so both attacks get the same L2 budget.
+    FGS (``attack``) searches ``eps`` (L-infinity) in ``[0, eps_max]``. FGV uses the normalized
+    gradient (``fgv_normalize=True``) so that its ``eps`` is the L2 norm, searched in
+    ``[0, eps_max * sqrt(d)]``: the L2 norm of the largest FGS perturbation, so both attacks get the
+    same L2 budget.
     """
-    from advbounds.attacks import minimal_epsilon_search
-
-    model, metrics, _ = train_mlp(data, hidden=hidden, activation=activation, training=training, seed=seed,
-                                  device=device, regularization=ell, progress=progress)
+    model, _, metrics = train_mlp(data, hidden=hidden, activation=activation,
+                                  training=training.replace(regularization=float(ell)), device=device,
+                                  progress=progress)
     torch_dtype = resolve_dtype(dtype)
     x, y = split_data(data, split)
     model64 = _as_dtype(model, torch_dtype)
     x = x.to(torch_dtype)
-    kwargs = attack_kwargs(attack)
-    fgs = minimal_epsilon_search(model64, x, method="fgs", **kwargs)
-    fgv_kwargs = {**kwargs, "eps_max": kwargs["eps_max"] * math.sqrt(x.shape[1])}
-    fgv = minimal_epsilon_search(model64, x, method="fgv", fgv_normalize=True, **fgv_kwargs)
+    fgs = minimal_epsilon_search(model64, x, attack.replace(method="fgs"))
+    fgv = minimal_epsilon_search(model64, x, attack.replace(
+        method="fgv", fgv_normalize=True, eps_max=attack.eps_max * math.sqrt(x.shape[1])))
     parts = bound_parts(model64, x, relu_second_derivative)
     fgs_norm = fgs.perturbation_norm.double().cpu().numpy()
     fgv_norm = fgv.perturbation_norm.double().cpu().numpy()
@@ -456,19 +249,7 @@ def regularization_point(data: Mapping[str, Any], *, dataset: str, ell: float, h
         "bound_mean": summarize(parts["bound"])["mean"],
         "delta_hidden_mean": summarize(parts["delta_hidden"])["mean"],
         "samples": int(len(x)),
-        "test_accuracy": _number(metrics.get("test_accuracy")),
+        "test_accuracy": float_or_nan(metrics.test_accuracy),
     }
 
 
-def regularization_frame(points: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Figure 4.3's data, one row per (dataset, ell), sorted by data set (Iris, Wine, Spambase, then
-    any other in order of appearance) and ell."""
-    frame = pd.DataFrame(list(points), columns=list(REGULARIZATION_COLUMNS))
-    order = {name: i for i, name in enumerate(dict.fromkeys([*DATASET_NAMES, *frame["dataset"]]))}
-    frame = frame.assign(_order=frame["dataset"].map(order))
-    return frame.sort_values(["_order", "ell"], kind="stable").drop(columns="_order").reset_index(drop=True)
-
-
-def format_ell(ell: float) -> str:
-    """The file-name form of a regularization weight (``0.1`` -> ``"0.1"``, ``2`` -> ``"2"``)."""
-    return f"{float(ell):g}"

@@ -25,7 +25,7 @@ What each kind of experiment gets, and why:
 
 The samples are the first ``n`` rows of the experiment's per-sample frame (classifier-major for
 the random tests), ``n`` from the chapter's ``strong_attacks.samples``. The random classifiers
-are redrawn from the test's seed (``experiments.deviations.draw_random_test``, as the test did);
+are redrawn from the test's seed (``experiments.stacked.draw_random_test``, as the test did);
 their predictions must equal the frame's ``pred_label``, else the run stops: a sandwich of other
 classifiers than the table's would compare nothing. Everything runs on the CPU in the chapter's
 ``dtype`` (the networks are tiny; a GPU would not help).
@@ -44,9 +44,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from advbounds.experiments.deviations import draw_random_test, interval, resolve_dtype
+from advbounds.bounds import model_bounds
+from advbounds.data import load_prepared
+from advbounds.experiments import linear, mlp
+from advbounds.experiments.stacked import draw_random_test, interval, resolve_dtype
 from advbounds.experiments.sandwich import with_best_attack
 from advbounds.experiments.strong import STRONG_ATTACKS, StrongAttackConfig
+from advbounds.verify import UnsupportedLayerError, certified_radius, exact_minimal_perturbation_relu
+from advbounds.verify.exact import MAX_HIDDEN_UNITS
 
 #: the per-sample frame's classifier column, by kind of random test
 CLASSIFIER_COLUMN = {"linear": "classifier", "random_mlp": "mlp"}
@@ -87,15 +92,11 @@ class Chapters34Sandwich:
 
     def test_seed(self, base_seed: int) -> int:
         """The seed the test's own rule drew its classifiers with."""
-        from advbounds.experiments import linear, mlp
-
         return (linear if self.kind == "linear" else mlp).test_seed(base_seed, self.number)
 
     def split_inputs(self, data_path: str) -> torch.Tensor:
         """The inputs of the trained MLP's split, in the order of its per-sample frame."""
-        from advbounds.experiments import mlp
-
-        return mlp.split_data(mlp.load_data(data_path), self.split)[0]
+        return mlp.split_data(load_prepared(data_path), self.split)[0]
 
 
 @torch.no_grad()
@@ -164,8 +165,6 @@ def _attack_norms(model: nn.Module, x: torch.Tensor, strong: StrongAttackConfig,
 def exact_relu_applies(model: nn.Sequential, dim: int) -> bool:
     """Whether ``exact_minimal_perturbation_relu`` is a fit: a ReLU MLP with a 2-D input and few
     hidden units (the region count grows like 2^units)."""
-    from advbounds.verify.exact import MAX_HIDDEN_UNITS
-
     layers = list(model)
     activations = [m for m in layers if not isinstance(m, nn.Linear)]
     hidden = sum(m.out_features for m in layers[:-1] if isinstance(m, nn.Linear))
@@ -177,9 +176,6 @@ def mlp_quantities(model: nn.Sequential, x: torch.Tensor, strong: StrongAttackCo
                    input_scale: float | None = None) -> dict[str, np.ndarray]:
     """Per sample of ``x[B, d]``: ``bound_corrected``, ``radius_certified`` (where the verifier has
     every layer), ``exact_min`` (where :func:`exact_relu_applies`) and every strong attack's norm."""
-    from advbounds.bounds import model_bounds
-    from advbounds.verify import UnsupportedLayerError, certified_radius, exact_minimal_perturbation_relu
-
     model = model.eval()
     out = {"bound_corrected": model_bounds(model, x, mode="corrected").bound.double().cpu().numpy()}
     try:

@@ -23,6 +23,59 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from advbounds.attacks import AttackResult, minimal_epsilon_search
+from advbounds.models import random_uniform_mlp
+from advbounds.settings import SearchSettings
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}") from None
+
+
+def interval(value: Sequence[float]) -> tuple[float, float]:
+    low, high = (float(v) for v in value)
+    if not low < high:
+        raise ValueError(f"an interval needs low < high, got {list(value)}")
+    return low, high
+
+
+def draw_random_test(
+    *,
+    n_models: int,
+    n_samples: int,
+    dim: int,
+    n_classes: int,
+    hidden: Sequence[int],
+    sample_interval: Sequence[float],
+    param_interval: Sequence[float],
+    activation: str = "tanh",
+    seed: int,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[list[nn.Sequential], torch.Tensor]:
+    """The classifiers and samples of one randomized test (Sections 3.3 and 4.3).
+
+    Every weight and bias is i.i.d. ``U(param_interval)`` (``advbounds.models.random_uniform_mlp``),
+    every sample component i.i.d. ``U(sample_interval)``; each classifier gets its own ``n_samples``
+    samples. One ``torch.Generator`` seeded with ``seed`` draws the classifiers first, then the samples
+    ``[n_models, n_samples, dim]``, so a test is reproducible from its seed alone.
+    """
+    p_low, p_high = interval(param_interval)
+    s_low, s_high = interval(sample_interval)
+    generator = torch.Generator().manual_seed(int(seed))
+    models = []
+    for _ in range(int(n_models)):
+        model = random_uniform_mlp(int(dim), list(hidden), int(n_classes), p_low, p_high,
+                                   activation=activation, generator=generator)
+        models.append(model.to(dtype).requires_grad_(False).eval())
+    x = torch.empty(int(n_models), int(n_samples), int(dim), dtype=torch.float64)
+    x.uniform_(s_low, s_high, generator=generator)
+    return models, x.to(dtype)
+
 
 def _layers(model: nn.Sequential) -> tuple[list[nn.Linear], list[nn.Module]]:
     """Linear layers and the activation modules between them of ``Sequential(Linear, act, ..., Linear)``."""
@@ -81,13 +134,14 @@ class StackedMLP(nn.Module):
         return h.reshape(self.batch_size, -1)
 
 
-def stacked_search(models: Sequence[nn.Sequential], x: torch.Tensor, **search_kwargs):
+def stacked_search(models: Sequence[nn.Sequential], x: torch.Tensor, settings: SearchSettings, *,
+                   progress: bool = False) -> AttackResult:
     """:func:`advbounds.attacks.minimal_epsilon_search` for ``x[K, N, d]``: sample ``x[k, n]`` against
-    ``models[k]``. Returns the :class:`AttackResult` of the flattened ``[K*N]`` samples (model-major)."""
-    from advbounds.attacks import minimal_epsilon_search
-
+    ``models[k]``, with ``settings`` less its search policy and chunk size (plain bisection over all
+    ``K*N`` samples in one chunk, which the stacked model needs). Returns the :class:`AttackResult`
+    of the flattened ``[K*N]`` samples (model-major)."""
     if x.dim() != 3 or x.shape[0] != len(models):
         raise ValueError(f"x must have shape [K={len(models)}, N, d], got {tuple(x.shape)}")
     stacked = StackedMLP(models, x.shape[1]).to(dtype=x.dtype)
-    search_kwargs = {**search_kwargs, "search": "bisection", "batch_size": stacked.batch_size}
-    return minimal_epsilon_search(stacked, x.reshape(-1, x.shape[2]), **search_kwargs)
+    settings = settings.replace(search="bisection", batch_size=stacked.batch_size)
+    return minimal_epsilon_search(stacked, x.reshape(-1, x.shape[2]), settings, progress=progress)

@@ -21,7 +21,7 @@ from torch import nn
 
 from advbounds.attacks import DDN, FMN, DDNSettings, DeepFool, DeepFoolSettings, FMNSettings, MinimizationAttack
 from advbounds.config import first_samples
-from advbounds.experiments.cnn import CERTIFIED_RADIUS, CORRECTED_BOUND
+from advbounds.frames import CERTIFIED_RADIUS, CORRECTED_BOUND
 from advbounds.experiments.sandwich import with_best_attack
 
 #: name -> (attack class, its settings class): every strong attack the pipeline can run

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from advbounds.metrics import ModelMetrics
 from advbounds.report.catalog import BY_KEY, shown_file
 from advbounds.report.compare import (
     MISSING,
@@ -206,23 +207,11 @@ _DERIVATIVE_ALIASES = {
 # ------------------------------------------------------------------------------------------------
 
 
-def _metrics(ctx: Context, model: str) -> tuple[dict | None, str]:
-    for relative in (f"results/models/{model}.metrics.json", f"results/models/{model}/metrics.json",
-                     f"results/models/{model}_metrics.json"):
-        data = ctx.json(relative)
-        if data is not None:
-            return data, relative
-    return None, f"results/models/{model}.metrics.json"
-
-
-def _accuracy(metrics: Mapping[str, Any]) -> Any:
-    for key in ("test_accuracy", "accuracy", "test_acc"):
-        if key in metrics:
-            return metrics[key]
-    nested = metrics.get("test")
-    if isinstance(nested, Mapping):
-        return _accuracy(nested)
-    return None
+def _metrics(ctx: Context, model: str) -> tuple[ModelMetrics | None, str]:
+    """The metrics JSON training wrote for ``model`` (None when it was not produced)."""
+    relative = f"results/models/{model}.metrics.json"
+    data = ctx.json(relative)
+    return (None if data is None else ModelMetrics.from_dict(data, source=relative)), relative
 
 
 def compare_section_4_3_2(ctx: Context) -> list[Comparison]:
@@ -243,7 +232,7 @@ def compare_section_4_3_2(ctx: Context) -> list[Comparison]:
         value, source = rows.get(normalize_name(dataset)), f"figures/{item}.csv"
         if value is None:
             metrics, source = _metrics(ctx, f"mlp_{dataset}")
-            value = _accuracy(metrics) if metrics else None
+            value = metrics.test_accuracy if metrics else None
         if as_number(value) is None:
             out.append(_missing(item, quantity, published, f"neither figures/{item}.csv nor {source} holds it",
                                 ctx, tol.describe()))
@@ -261,7 +250,7 @@ def compare_section_5_3_1(ctx: Context) -> list[Comparison]:
 
     def accuracy_check(model, name, wording, published, tolerance, **mode):
         metrics, relative = _metrics(ctx, model)
-        value = _accuracy(metrics) if metrics else None
+        value = metrics.test_accuracy if metrics else None
         if value is None:
             return _missing(item, f"{name} test accuracy", published,
                             f"{relative} was not produced or has no test accuracy", ctx, tolerance.describe())
