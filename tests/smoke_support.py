@@ -139,21 +139,6 @@ def smoke_run(tmp_path_factory: Any, name: str = "smoke", targets: Sequence[str]
     return _CACHE[name]
 
 
-def figures_table(tree: Path, name: str) -> pd.DataFrame:
-    """The CSV of table ``name`` in a run's ``figures/`` folder."""
-    return pd.read_csv(tree / "figures" / f"{name}.csv")
-
-
-def assert_tables_written(tree: Path, names: Iterable[str]) -> None:
-    """Each table in ``names`` is in ``figures/`` as CSV, Markdown and LaTeX (the formats the README
-    promises, spelled out rather than read from the library), none nearly empty, the LaTeX a tabular."""
-    for name in names:
-        for ext in ("csv", "md", "tex"):
-            path = tree / "figures" / f"{name}.{ext}"
-            assert path.stat().st_size > 100, path
-        assert "\\begin{tabular}" in (tree / "figures" / f"{name}.tex").read_text()
-
-
 # ------------------------------------------------------------------------------------------------
 # dry-run plans
 # ------------------------------------------------------------------------------------------------
@@ -304,3 +289,23 @@ def provenance_graph(tree: Path) -> ProvenanceGraph:
         graph.inputs[key] = set(record.get("inputs", []))
         graph.params[key] = record.get("params", {})
     return graph
+
+
+# ------------------------------------------------------------------------------------------------
+# the run's tables
+# ------------------------------------------------------------------------------------------------
+
+
+def figures_table(tree: Path, name: str) -> pd.DataFrame:
+    """The CSV of table ``name`` in a run's ``figures/`` folder."""
+    return pd.read_csv(tree / "figures" / f"{name}.csv")
+
+
+def assert_tables_written(tree: Path, names: Iterable[str]) -> None:
+    """Each table in ``names`` is in ``figures/`` as CSV, Markdown and LaTeX (the formats the README
+    promises, spelled out rather than read from the library), none nearly empty, the LaTeX a tabular."""
+    for name in names:
+        for ext in ("csv", "md", "tex"):
+            path = tree / "figures" / f"{name}.{ext}"
+            assert path.stat().st_size > 100, path
+        assert "\\begin{tabular}" in (tree / "figures" / f"{name}.tex").read_text()
