@@ -29,27 +29,23 @@ Targets (issue): CPU >= 20x faster than the naive loop; GPU: 10,000 MNIST sample
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
-import sys
-import time
 from pathlib import Path
 
 import torch
+from bench_support import fastest, resolve_device, synthetic_mnist, train_steps, write_summary
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from advbounds.attacks import (  # noqa: E402
+from advbounds.attacks import (
     THESIS_EPS_MAX_PIXELS,
     bisection_steps,
     minimal_epsilon_search,
     naive_minimal_epsilon_search,
 )
-from advbounds.models.layers import Scale  # noqa: E402
-from advbounds.settings import SearchSettings  # noqa: E402
+from advbounds.models.layers import Scale
+from advbounds.settings import SearchSettings
 
 
 def lenet5() -> nn.Sequential:
@@ -66,41 +62,18 @@ def lenet5() -> nn.Sequential:
     )
 
 
-def synthetic_mnist(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """MNIST-shaped 10-class data in [0, 255]: a fixed smooth template per class plus noise."""
-    base = torch.rand(10, 1, 7, 7, generator=generator)
-    templates = nn.functional.interpolate(base, size=(28, 28), mode="bilinear", align_corners=False)
-    y = torch.randint(0, 10, (n,), generator=generator)
-    x = templates[y] + 0.35 * torch.rand(n, 1, 28, 28, generator=generator)
-    x = (x - x.amin()) / (x.amax() - x.amin()) * 255.0
-    return x, y
-
-
 def train_briefly(model: nn.Module, steps: int, generator: torch.Generator, device: torch.device) -> float:
     if steps <= 0:
         return math.nan
     x, y = synthetic_mnist(4096, generator)
     x, y = x.to(device), y.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for step in range(steps):
-        idx = torch.randint(0, x.shape[0], (128,), generator=generator).to(device)
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    train_steps(model, torch.optim.Adam(model.parameters(), lr=1e-3), x, y, steps, 128, generator)
     with torch.no_grad():
         return (model(x[:1024]).argmax(1) == y[:1024]).float().mean().item()
 
 
 def flipped_both(a, b) -> torch.Tensor:
     return a.flipped & b.flipped
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -124,10 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
+    device = resolve_device(args.device)
     gen = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     model = lenet5().to(device)
@@ -140,20 +110,10 @@ def main(argv: list[str] | None = None) -> dict:
     minimal_epsilon_search(model, x[:64], settings.replace(batch_size=args.batch_size, search=args.search))
     naive_minimal_epsilon_search(model, x[:2], settings)
 
-    def fastest(run):
-        """(result, best wall time) over ``--repeat`` runs: the minimum is the least disturbed."""
-        best, result = math.inf, None
-        for _ in range(max(1, args.repeat)):
-            sync(device)
-            t0 = time.perf_counter()
-            result = run()
-            sync(device)
-            best = min(best, time.perf_counter() - t0)
-        return result, best
-
     def timed_batched(search: str):
         return fastest(lambda: minimal_epsilon_search(model, x, settings.replace(batch_size=args.batch_size,
-                                                                                 search=search)))
+                                                                                 search=search)),
+                       args.repeat, device)
 
     batched, t_batched = timed_batched(args.search)
     if args.search == "bisection":
@@ -162,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         bisected, t_bisected = timed_batched("bisection")
 
     n_naive = min(args.naive_n, args.n)
-    naive, t_naive = fastest(lambda: naive_minimal_epsilon_search(model, x[:n_naive], settings))
+    naive, t_naive = fastest(lambda: naive_minimal_epsilon_search(model, x[:n_naive], settings), args.repeat, device)
     t_naive_extrapolated = t_naive * args.n / n_naive
 
     sub = slice(0, n_naive)
@@ -222,9 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{summary['max_abs_eps_difference_to_bisection']:.3g}")
     print(f"results           rate {summary['rate']:.4f}, eps mean {summary['eps_mean']:.3f}, "
           f"median {summary['eps_median']:.3f}, single-crossing {summary['consistent']:.4f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2))
+    write_summary(summary, args.json)
     return summary
 
 

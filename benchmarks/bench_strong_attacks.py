@@ -24,21 +24,18 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import math
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_support import fastest, resolve_device, sync, synthetic_mnist, train_steps, write_summary
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from advbounds.attacks import (  # noqa: E402
+from advbounds.attacks import (
     DDN,
     FMN,
     THESIS_EPS_MAX_PIXELS,
@@ -51,9 +48,9 @@ from advbounds.attacks import (  # noqa: E402
     median_optimality,
     minimal_epsilon_search,
 )
-from advbounds.models import build_model  # noqa: E402
-from advbounds.models.layers import Scale  # noqa: E402
-from advbounds.settings import SearchSettings  # noqa: E402
+from advbounds.models import build_model
+from advbounds.models.layers import Scale
+from advbounds.settings import SearchSettings
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -88,29 +85,8 @@ def mnist(data: Path, n_train: int) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 def synthetic(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """MNIST-shaped 10-class data in [0, 255]: a fixed smooth template per class plus noise."""
-    base = torch.rand(10, 1, 7, 7, generator=torch.Generator().manual_seed(12345))
-    templates = nn.functional.interpolate(base, size=(28, 28), mode="bilinear", align_corners=False)
-    y = torch.randint(0, 10, (n,), generator=generator)
-    x = templates[y] + 0.35 * torch.rand(n, 1, 28, 28, generator=generator)
-    return ((x - x.amin()) / (x.amax() - x.amin()) * 255.0), y
-
-
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, generator: torch.Generator) -> None:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(0, x.shape[0], (64,), generator=generator)
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    """Synthetic MNIST with the same class templates in every call (their own fixed seed)."""
+    return synthetic_mnist(n, generator, templates=torch.Generator().manual_seed(12345))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -129,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     gen = torch.Generator().manual_seed(0)
     loaded = mnist(args.data, 14_000)
     if loaded is None:
@@ -141,22 +117,13 @@ def main(argv: list[str] | None = None) -> dict:
         source = f"MNIST ({args.data})"
     model = build_model("lenet5", seed=0)
     t0 = time.perf_counter()
-    train(model, x_train, y_train, args.train_steps, gen)
+    train_steps(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x_train, y_train, args.train_steps,
+                64, gen)
     train_s = time.perf_counter() - t0
     model = model.to(device).eval()
     x, y = x_test[: args.n].to(device), y_test[: args.n].to(device)
     with torch.no_grad():
         accuracy = (model(x).argmax(1) == y).float().mean().item()
-
-    def timed(run):
-        best, out = math.inf, None
-        for _ in range(max(1, args.repeat)):
-            sync(device)
-            t = time.perf_counter()
-            out = run()
-            sync(device)
-            best = min(best, time.perf_counter() - t)
-        return out, best
 
     def verified_norms(adv: torch.Tensor) -> torch.Tensor:
         """Our own check of any attack's output: flips in the model, L2 of what the model saw."""
@@ -169,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
         predicted = model(x).argmax(1)
     rows, norms = [], {}
 
-    fgs, t = timed(lambda: minimal_epsilon_search(model, x, SearchSettings(eps_max=THESIS_EPS_MAX_PIXELS, tol=args.tol, search="regula_falsi")))
+    fgs, t = fastest(lambda: minimal_epsilon_search(
+        model, x, SearchSettings(eps_max=THESIS_EPS_MAX_PIXELS, tol=args.tol, search="regula_falsi")), args.repeat, device)
     norms["fgs"] = torch.where(fgs.flipped, fgs.perturbation_norm, torch.full_like(fgs.perturbation_norm, math.inf))
     rows.append(("FGS (minimal_epsilon_search, regula_falsi, no clip)", "ours", t, norms["fgs"]))
 
@@ -254,9 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r in table:
         print(f"{r['attack']:<52} {r['seconds']:7.2f} {r['images_per_s']:7.1f} {r['success']:7.3f} "
               f"{r['median_norm']:9.1f} {r['vs_fgs']:6.3f} {r['median_optimality']:6.3f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2))
+    write_summary(summary, args.json)
     return summary
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = "config/smoke.yaml"
 #: generated or environment-specific paths a fresh copy must not carry (as in .gitignore); .git is
@@ -318,3 +320,23 @@ def provenance_graph(tree: Path) -> ProvenanceGraph:
         graph.inputs[key] = set(record.get("inputs", []))
         graph.params[key] = record.get("params", {})
     return graph
+
+
+# ------------------------------------------------------------------------------------------------
+# the run's tables
+# ------------------------------------------------------------------------------------------------
+
+
+def figures_table(tree: Path, name: str) -> pd.DataFrame:
+    """The CSV of table ``name`` in a run's ``figures/`` folder."""
+    return pd.read_csv(tree / "figures" / f"{name}.csv")
+
+
+def assert_tables_written(tree: Path, names: Iterable[str]) -> None:
+    """Each table in ``names`` is in ``figures/`` as CSV, Markdown and LaTeX (the formats the README
+    promises, spelled out rather than read from the library), none nearly empty, the LaTeX a tabular."""
+    for name in names:
+        for ext in ("csv", "md", "tex"):
+            path = tree / "figures" / f"{name}.{ext}"
+            assert path.stat().st_size > 100, path
+        assert "\\begin{tabular}" in (tree / "figures" / f"{name}.tex").read_text()

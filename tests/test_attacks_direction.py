@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from layer_support import linear_model
 from torch import nn
 
 from advbounds.attacks import attack_direction, loss_logit_weights, minimal_epsilon_search
 from advbounds.settings import SearchSettings
-
-
-
-def linear_model(weight: torch.Tensor, bias: torch.Tensor) -> nn.Sequential:
-    layer = nn.Linear(weight.shape[1], weight.shape[0]).to(weight.dtype)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        layer.bias.copy_(bias)
-    return nn.Sequential(layer)
 
 
 def test_factorisation_matches_softmax_minus_onehot():

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch import nn
+from layer_support import linear_model
 
 from advbounds.attacks import (
     binary_minimal_perturbation,
@@ -71,14 +71,6 @@ def brute_force_minimum(W, b, x):
                 if (A @ r - beta >= -1e-9).all():
                     best = min(best, float(r.norm()))
     return best
-
-
-def linear_model(W, b) -> nn.Sequential:
-    layer = nn.Linear(W.shape[1], W.shape[0]).double()
-    with torch.no_grad():
-        layer.weight.copy_(W)
-        layer.bias.copy_(b)
-    return nn.Sequential(layer)
 
 
 def test_binary_closed_form_is_lemma_3_1():
@@ -173,7 +165,7 @@ def test_polyhedron_solver_detects_infeasibility_and_matches_projection():
 def fgs_norms(W, b, x):
     """Minimal-epsilon FGS on the float64 linear model, with an eps_max large enough to flip all:
     along s = sign(grad) some logit overtakes z_c, because sum_j q_j (w_c - w_j) . s = -||v||_1 < 0."""
-    res = minimal_epsilon_search(linear_model(W, b), x, SearchSettings(eps_max=1e4, tol=1e-10))
+    res = minimal_epsilon_search(linear_model(W, b, torch.float64), x, SearchSettings(eps_max=1e4, tol=1e-10))
     assert res.flipped.all() and res.consistent.all()
     return res.perturbation_norm
 

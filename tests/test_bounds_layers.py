@@ -17,23 +17,20 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from layer_support import batch_norm
 from torch import nn
 
 from advbounds.bounds import (
-    avg_pool_rule,
+    BOUND_RULES,
     batch_norm_deltas,
     batch_norm_rule,
     conv_rule,
     dense_rule,
-    identity_rule,
     lp_pool_rule,
     lrn_rule,
     lrn_second_derivative_bound,
     lrn_terms,
     max_pool_rule,
-    relu_rule,
-    scale_rule,
-    smooth_activation_rule,
 )
 from advbounds.models import build_model
 from advbounds.models.layers import Scale, lrn_thesis_params, make_lrn
@@ -106,7 +103,7 @@ def test_conv_rule_hand_computed():
     (nn.LPPool2d(3, 3, stride=1), (1, 1, 7, 7), 5.0 * 3.0 ** (2 / 3)),  # t = 5, q = 3
 ])
 def test_pool_rules_hand_computed(layer, shape, divisor):
-    rule = {nn.MaxPool2d: max_pool_rule, nn.AvgPool2d: avg_pool_rule, nn.LPPool2d: lp_pool_rule}[type(layer)]
+    rule = BOUND_RULES[type(layer)]
     x = torch.rand(shape, dtype=F64)
     kappa = torch.full((shape[0],), 3.0, dtype=F64)
     torch.testing.assert_close(rule(layer, x, kappa), kappa / divisor)
@@ -115,28 +112,20 @@ def test_pool_rules_hand_computed(layer, shape, divisor):
 def test_simple_rules_hand_computed():
     x = torch.randn(3, 2, 4, 4, dtype=F64)
     kappa = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
-    for layer in (nn.Flatten(), nn.Dropout(0.5), nn.Identity()):
-        torch.testing.assert_close(identity_rule(layer, x, kappa), kappa)
-    torch.testing.assert_close(relu_rule(nn.ReLU(), x, kappa), kappa)
-    torch.testing.assert_close(scale_rule(Scale(1 / 256), x, kappa), kappa * 256)
-    torch.testing.assert_close(smooth_activation_rule(nn.Sigmoid(), x, kappa), kappa * 4)
-    torch.testing.assert_close(smooth_activation_rule(nn.Tanh(), x, kappa), kappa)
-
-
-def _bn(gamma, beta, mean, var, eps=0.0):
-    bn = nn.BatchNorm2d(len(gamma), eps=eps).double().eval().requires_grad_(False)
-    with torch.no_grad():
-        bn.weight.copy_(torch.tensor(gamma, dtype=F64))
-        bn.bias.copy_(torch.tensor(beta, dtype=F64))
-        bn.running_mean.copy_(torch.tensor(mean, dtype=F64))
-        bn.running_var.copy_(torch.tensor(var, dtype=F64))
-    return bn
+    expected = [(nn.Flatten(), "identity_rule", kappa), (nn.Dropout(0.5), "identity_rule", kappa),
+                (nn.Identity(), "identity_rule", kappa), (nn.ReLU(), "relu_rule", kappa),
+                (Scale(1 / 256), "scale_rule", kappa * 256), (nn.Sigmoid(), "smooth_activation_rule", kappa * 4),
+                (nn.Tanh(), "smooth_activation_rule", kappa)]
+    for layer, rule_name, kappa_in in expected:
+        rule = BOUND_RULES[type(layer)]
+        assert rule.__name__ == rule_name
+        torch.testing.assert_close(rule(layer, x, kappa), kappa_in)
 
 
 @torch.no_grad()
 def test_batch_norm_rule_matches_the_printed_formulas():
     """Theorem 5.6 evaluated literally: phi, chi, psi, rho_1, rho_2, delta_j = min |rho|, max over j."""
-    bn = _bn([2.0, -0.5, 1.5], [0.3, 1.0, -2.0], [1.0, 0.0, -1.0], [4.0, 0.25, 1.0], eps=1e-3)
+    bn = batch_norm([2.0, -0.5, 1.5], [0.3, 1.0, -2.0], [1.0, 0.0, -1.0], [4.0, 0.25, 1.0], eps=1e-3)
     x = torch.tensor([0.5, 2.0, -3.0, 1.0, 0.0, 0.7], dtype=F64).reshape(1, 3, 2, 1)
     kappa = 0.7
     y = bn(x)
@@ -235,7 +224,7 @@ def test_lemma_5_11_bounds_the_hessian_entries_and_finding_f10():
     (nn.LPPool2d(1, 3, stride=1), (1, 1, 5, 5)),
 ])
 def test_pooling_rule_survives_attacks(layer, shape):
-    rule = {nn.MaxPool2d: max_pool_rule, nn.AvgPool2d: avg_pool_rule, nn.LPPool2d: lp_pool_rule}[type(layer)]
+    rule = BOUND_RULES[type(layer)]
     x = torch.rand(shape, dtype=F64, generator=torch.Generator().manual_seed(1)) + 0.1  # >= 0 (after a ReLU)
     worst = 0.0
     for radius in (1e-3, 0.3):
@@ -258,9 +247,7 @@ def test_max_pool_rule_is_tight_for_a_pixel_in_every_window():
 @pytest.mark.parametrize("layer", [nn.ReLU(), Scale(1 / 256), nn.Flatten(), nn.Dropout(0.3).eval(), nn.Tanh(),
                                    nn.Sigmoid(), nn.Softplus()])
 def test_elementwise_rules_survive_attacks(layer):
-    rule = {nn.ReLU: relu_rule, Scale: scale_rule, nn.Flatten: identity_rule, nn.Dropout: identity_rule,
-            nn.Tanh: smooth_activation_rule, nn.Sigmoid: smooth_activation_rule,
-            nn.Softplus: smooth_activation_rule}[type(layer)]
+    rule = BOUND_RULES[type(layer)]
     x = torch.randn(1, 2, 4, 4, dtype=F64, generator=torch.Generator().manual_seed(2))
     xs, r = lipschitz_attack(layer, x, radius=0.05)
     assert float(rule_ratio(rule, layer, xs, r).max()) <= 1 + 1e-9
@@ -342,7 +329,7 @@ def test_batch_norm_rule_counterexample_max_over_coordinates():
     delta = (1/(10 sqrt2), 1/sqrt2) and the rule takes the max, 0.707. R = (0.1, 0) changes the output by
     exactly (1, 0) (norm 1 = kappa, and ||BN(X+R)|| = ||BN(X)|| + kappa in the thesis's reading): ||R|| = 0.1.
     The thesis's own argument supports min_j delta_j = 0.0707 <= 0.1."""
-    bn = _bn([10.0, 1.0], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0])
+    bn = batch_norm([10.0, 1.0], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0])
     x = torch.zeros(1, 2, 1, 1, dtype=F64)
     r = torch.tensor([0.1, 0.0], dtype=F64).reshape(1, 2, 1, 1)
     assert float(change(bn, x, r)) == pytest.approx(1.0)

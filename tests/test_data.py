@@ -689,6 +689,18 @@ def synthetic_as_official(monkeypatch, tmp_path: Path, train_md5s: bool = True) 
     return src
 
 
+def mnist_raw_folder(monkeypatch, tmp_path: Path, copy_gz: bool = True) -> tuple[Path, Path]:
+    """``synthetic_as_official``, and the raw folder that a fetch into ``tmp_path/data`` fills: returns the
+    source folder and ``data/mnist/<MNIST_RAW>``, created, with a copy of every source .gz (``copy_gz``)
+    or empty."""
+    src = synthetic_as_official(monkeypatch, tmp_path)
+    raw = tmp_path / "data" / "mnist" / MNIST_RAW
+    raw.mkdir(parents=True)
+    if copy_gz:
+        for name in MNIST_NAMES:
+            shutil.copy(src / name, raw / name)
+    return src, raw
+
 def test_streamed_content_md5_equals_the_md5_of_the_decompressed_bytes(tmp_path: Path) -> None:
     from advbounds.data.checksums import md5_of_gunzipped
 
@@ -703,12 +715,8 @@ def test_streamed_content_md5_equals_the_md5_of_the_decompressed_bytes(tmp_path:
 
 
 def test_a_recompressed_gz_is_accepted_by_its_content(tmp_path: Path, monkeypatch) -> None:
-    src = synthetic_as_official(monkeypatch, tmp_path)
+    src, raw = mnist_raw_folder(monkeypatch, tmp_path)
     data_dir = tmp_path / "data"
-    raw = data_dir / "mnist" / MNIST_RAW
-    raw.mkdir(parents=True)
-    for name in MNIST_NAMES:
-        shutil.copy(src / name, raw / name)
     reference = load_prepared(_prepare(data_dir, "mnist"))
     assert {r["verified_by"] for r in reference["meta"]["raw_files"].values()} == {"gz_md5"}
     write_gz(gunzip(src / "train-images-idx3-ubyte.gz"), raw / "train-images-idx3-ubyte.gz", level=1)
@@ -724,10 +732,8 @@ def test_a_recompressed_gz_is_accepted_by_its_content(tmp_path: Path, monkeypatc
 
 
 def test_extracted_files_stand_in_for_absent_gz(tmp_path: Path, monkeypatch) -> None:
-    src = synthetic_as_official(monkeypatch, tmp_path)
+    src, raw = mnist_raw_folder(monkeypatch, tmp_path, copy_gz=False)
     data_dir = tmp_path / "data"
-    raw = data_dir / "mnist" / MNIST_RAW
-    raw.mkdir(parents=True)
     # train images and test labels extracted, the other two as .gz
     for name in MNIST_NAMES:
         if name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
@@ -754,11 +760,7 @@ def test_extracted_files_stand_in_for_absent_gz(tmp_path: Path, monkeypatch) -> 
 
 
 def test_a_changed_byte_fails_both_checksums(tmp_path: Path, monkeypatch) -> None:
-    src = synthetic_as_official(monkeypatch, tmp_path)
-    raw = tmp_path / "data" / "mnist" / MNIST_RAW
-    raw.mkdir(parents=True)
-    for name in MNIST_NAMES:
-        shutil.copy(src / name, raw / name)
+    src, raw = mnist_raw_folder(monkeypatch, tmp_path)
     spec = {r.relpath: r for r in get_spec("mnist").raw_files}
     payload = bytearray(gunzip(src / "t10k-images-idx3-ubyte.gz"))
     payload[16 + 784 * 3 + 100] ^= 0x01
@@ -783,11 +785,8 @@ def test_a_changed_byte_fails_both_checksums(tmp_path: Path, monkeypatch) -> Non
 
 
 def test_a_present_gz_is_never_replaced_by_its_extracted_neighbour(tmp_path: Path, monkeypatch) -> None:
-    src = synthetic_as_official(monkeypatch, tmp_path)
-    raw = tmp_path / "data" / "mnist" / MNIST_RAW
-    raw.mkdir(parents=True)
+    src, raw = mnist_raw_folder(monkeypatch, tmp_path)
     for name in MNIST_NAMES:
-        shutil.copy(src / name, raw / name)
         (raw / name.removesuffix(".gz")).write_bytes(gunzip(src / name))  # a good extracted copy beside it
     assert raw_files("mnist", tmp_path / "data") == [f"mnist/{MNIST_RAW}/{name}" for name in MNIST_NAMES]
     assert all(r["verified_by"] == "gz_md5" and r["file"].endswith(".gz")
@@ -848,9 +847,7 @@ def test_synthetic_runs_accept_only_their_own_gz(tmp_path: Path) -> None:
 
 
 def test_command_line_fetch_reports_the_checksum_that_matched(tmp_path: Path, monkeypatch, capsys) -> None:
-    src = synthetic_as_official(monkeypatch, tmp_path)
-    raw = tmp_path / "data" / "mnist" / MNIST_RAW
-    raw.mkdir(parents=True)
+    src, raw = mnist_raw_folder(monkeypatch, tmp_path, copy_gz=False)
     for name in MNIST_NAMES:
         (raw / name.removesuffix(".gz")).write_bytes(gunzip(src / name))
     assert cli_main(["fetch", "mnist", "--data-dir", str(tmp_path / "data"), "--offline"]) == 0

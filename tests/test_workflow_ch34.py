@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import smoke_support
 import yaml
+from smoke_support import assert_tables_written, figures_table
 
 from advbounds.report.catalog import BY_LABEL
 from advbounds.report.compare import VERDICTS
@@ -49,10 +50,6 @@ def run(tmp_path_factory) -> Path:
     return smoke_support.smoke_run(tmp_path_factory).path
 
 
-def table(run: Path, name: str) -> pd.DataFrame:
-    return pd.read_csv(run / "figures" / f"{name}.csv")
-
-
 def finite(values) -> bool:
     return bool(np.isfinite(np.asarray(values, dtype=float)).all())
 
@@ -63,11 +60,7 @@ def flipped_count(cell: str) -> tuple[int, int]:
 
 
 def test_every_artifact_exists(run):
-    for name in TABLES:
-        for ext in ("csv", "md", "tex"):
-            path = run / "figures" / f"{name}.{ext}"
-            assert path.stat().st_size > 100, path
-        assert "\\begin{tabular}" in (run / "figures" / f"{name}.tex").read_text()
+    assert_tables_written(run, TABLES)
     for name in FIGURES:
         for ext in ("pdf", "png"):
             path = run / "figures" / f"{name}.{ext}"
@@ -76,7 +69,7 @@ def test_every_artifact_exists(run):
 
 
 def test_table_3_1(run):
-    t = table(run, "table_3_1")
+    t = figures_table(run, "table_3_1")
     assert list(t["No."]) == list(range(1, len(CH3["tests"]) + 1))
     assert list(t["Dim"]) == [spec["dim"] for spec in CH3["tests"]]
     assert list(t["Classes"]) == [spec["classes"] for spec in CH3["tests"]]
@@ -97,7 +90,7 @@ def test_table_3_1(run):
 
 
 def test_table_4_1(run):
-    t = table(run, "table_4_1").set_index("Activation")
+    t = figures_table(run, "table_4_1").set_index("Activation")
     assert list(t.index) == ["sigm", "tanh", "softplus", "ReLU"]
     assert finite(t[["First-order (numeric)", "Second-order (numeric)", "Second-order (analytic)"]])
     np.testing.assert_allclose(t["Second-order (numeric)"], t["Second-order (analytic)"], atol=1e-6)
@@ -105,7 +98,7 @@ def test_table_4_1(run):
 
 
 def test_table_4_2(run):
-    t = table(run, "table_4_2")
+    t = figures_table(run, "table_4_2")
     tests = CH4["random_mlp"]["tests"]
     assert list(t["No."]) == list(range(1, len(tests) + 1))
     assert list(t["Layers"]) == [len(spec["hidden"]) for spec in tests]
@@ -125,7 +118,7 @@ def test_table_4_2(run):
 def test_trained_mlps(run):
     from advbounds.training import load_model, load_model_record
 
-    acc = table(run, "section_4_3_2")
+    acc = figures_table(run, "section_4_3_2")
     assert list(acc["Dataset"]) == ["Iris", "Wine", "Spambase"][: len(DATASETS)]
     for column in ("Train accuracy", "Validation accuracy", "Test accuracy"):
         assert acc[column].between(0, 1).all()
@@ -136,7 +129,7 @@ def test_trained_mlps(run):
         load_model(run / "results" / "models" / f"mlp_{dataset}.pt")
         metrics = json.loads((run / "results" / "models" / f"mlp_{dataset}.metrics.json").read_text())
         assert 0 <= metrics["test_accuracy"] <= 1
-    t = table(run, "table_4_3")
+    t = figures_table(run, "table_4_3")
     assert list(t["Dataset"]) == list(acc["Dataset"])
     assert (t["Violations"] == 0).all()
     for dataset in DATASETS:
@@ -152,7 +145,7 @@ def test_figure_4_3_data(run):
     for column in ("accuracy", "fgs_error_rate", "fgv_error_rate"):
         assert data[column].between(0, 1).all(), column
     # l = 0 retrains the Table 4.3 model (same seed and settings): same test accuracy
-    acc = table(run, "section_4_3_2").set_index("Dataset")["Test accuracy"]
+    acc = figures_table(run, "section_4_3_2").set_index("Dataset")["Test accuracy"]
     for dataset in DATASETS:
         zero = data[(data["dataset"] == dataset) & (data["ell"] == 0)]
         if len(zero):
@@ -161,7 +154,7 @@ def test_figure_4_3_data(run):
 
 
 def test_comparison_table(run):
-    t = table(run, "comparison_chapters34")
+    t = figures_table(run, "comparison_chapters34")
     published = yaml.safe_load((ROOT / "reference" / "paper_values.yaml").read_text())
     expected = (3 * len(published["table_3_1"]["rows"]) + 3 * len(published["table_4_2"]["rows"])
                 + 5 * len(published["table_4_3"]["rows"]) + len(published["trained_mlps"]))

@@ -33,17 +33,10 @@ def _temporary_sibling(target: Path, prefix: str, suffix: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
-    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
-    if not any(flag in mode for flag in "wx"):
-        raise ValueError(f"atomic_write needs a write mode, got {mode!r}")
-    target = Path(path)
-    tmp_name = _temporary_sibling(target, f".{target.name}.", ".tmp")
+def _renamed_over(tmp_name: str, target: Path) -> Iterator[None]:
+    """Rename the temporary file ``tmp_name`` over ``target`` when the block succeeds; delete it if not."""
     try:
-        with open(tmp_name, mode, **open_kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -52,18 +45,27 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
 
 
 @contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
+    if not any(flag in mode for flag in "wx"):
+        raise ValueError(f"atomic_write needs a write mode, got {mode!r}")
+    target = Path(path)
+    tmp_name = _temporary_sibling(target, f".{target.name}.", ".tmp")
+    # the file is closed (the inner context) before it is renamed into place
+    with _renamed_over(tmp_name, target), open(tmp_name, mode, **open_kwargs) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` for libraries that insist on writing a path
     themselves (matplotlib, torch); it is renamed over ``path`` when the block succeeds."""
     target = Path(path)
     tmp_name = _temporary_sibling(target, f".{target.stem}.", target.suffix)
-    try:
+    with _renamed_over(tmp_name, target):
         yield Path(tmp_name)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
 
 
 @contextlib.contextmanager

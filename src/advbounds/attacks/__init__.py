@@ -13,6 +13,8 @@
 The choices the thesis leaves open, and their defaults, are documented in ``docs/attacks.md``.
 """
 
+from advbounds._exports import public_names as _public_names
+
 from .direction import attack_direction, loss_logit_weights, perturb, perturbation_norm
 from .iterative import IterativeResult, iterative_perturbation
 from .minimal_l2 import (
@@ -43,39 +45,5 @@ from .search import (
     minimal_epsilon_search,
 )
 
-__all__ = [
-    "AttackResult",
-    "AttackSettings",
-    "BestAttackResult",
-    "DDN",
-    "DDNSettings",
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_VERIFY_MARGIN_ULPS",
-    "DeepFool",
-    "DeepFoolSettings",
-    "FMN",
-    "FMNSettings",
-    "MinimalAttackResult",
-    "MinimizationAttack",
-    "ExactResult",
-    "IterativeResult",
-    "SEARCH_POLICIES",
-    "SearchSettings",
-    "THESIS_EPS_MAX_PIXELS",
-    "attack_direction",
-    "attack_optimality",
-    "best_attack",
-    "binary_minimal_perturbation",
-    "bisection_steps",
-    "exact_minimal_perturbation_linear",
-    "flip_verdict",
-    "iterative_perturbation",
-    "loss_logit_weights",
-    "median_optimality",
-    "min_norm_polyhedron",
-    "minimal_epsilon_search",
-    "naive_minimal_epsilon",
-    "naive_minimal_epsilon_search",
-    "perturb",
-    "perturbation_norm",
-]
+#: the names imported above, which are the package's API
+__all__ = _public_names(globals())

@@ -363,6 +363,22 @@ class MinimizationAttack(abc.ABC):
     def _is_adversarial(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         return flip_verdict(logits, label, self.settings.margin_ulps)
 
+    def _keep_smallest(self, logits, xa, x64, label, best_norm, best):
+        """Take the iterate ``xa`` (whose ``logits`` are given) as the new ``best`` of the samples where it
+        is adversarial and closer to ``x64`` than ``best_norm``. Returns ``(adversarial, ||xa - x||,
+        best_norm, best)``, the last two updated."""
+        adv = self._is_adversarial(logits, label)
+        norm = _l2(xa.to(torch.float64) - x64)
+        improved = adv & (norm < best_norm)
+        return adv, norm, torch.where(improved, norm, best_norm), torch.where(_bcast(improved, xa), xa, best)
+
+    def _with_last_iterate(self, model, point, x64, label, best_norm, best):
+        """``best`` after the final iterate ``point`` (float64, before clipping) is checked too."""
+        xa = self._clip(point).to(best.dtype)
+        with torch.no_grad():
+            logits = model(xa)
+        return self._keep_smallest(logits, xa, x64, label, best_norm, best)[3]
+
     @abc.abstractmethod
     def _run(self, model: nn.Module, x: torch.Tensor, label: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """The candidate adversarials ``[B, ...]`` for inputs ``x`` (model device/dtype) that the model
@@ -473,24 +489,14 @@ class DDN(MinimizationAttack):
                 z = model(xr)
                 weights, _ = loss_logit_weights(z, label)
                 (g,) = torch.autograd.grad(z, xr, grad_outputs=weights.to(z.dtype))
-            adv = self._is_adversarial(z.detach(), label)
-            norm = _l2(xa.to(torch.float64) - x64)
-            improved = adv & (norm < best_norm)
-            best_norm = torch.where(improved, norm, best_norm)
-            best = torch.where(_bcast(improved, x), xa, best)
+            adv, norm, best_norm, best = self._keep_smallest(z.detach(), xa, x64, label, best_norm, best)
             g = g.to(torch.float64)
             g = g / _bcast(_l2(g).clamp_min(tiny), g)
             eps = torch.where(adv, eps * (1 - s.gamma), eps * (1 + s.gamma))
             delta = delta + _bcast(alpha, g) * g
             delta = delta * _bcast(eps / _l2(delta).clamp_min(tiny), delta)
             delta = self._clip(x64 + delta) - x64
-        # the last iterate is checked too
-        xa = self._clip(x64 + delta).to(x.dtype)
-        with torch.no_grad():
-            adv = self._is_adversarial(model(xa), label)
-        norm = _l2(xa.to(torch.float64) - x64)
-        improved = adv & (norm < best_norm)
-        return torch.where(_bcast(improved, x), xa, best)
+        return self._with_last_iterate(model, x64 + delta, x64, label, best_norm, best)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -535,11 +541,7 @@ class FMN(MinimizationAttack):
                 rival = z.scatter(1, label.view(-1, 1), -math.inf).amax(dim=1)
                 margin = own - rival
                 (g,) = torch.autograd.grad(margin.sum(), xr)
-            adv = self._is_adversarial(z.detach(), label)
-            norm = _l2(xa.to(torch.float64) - x64)
-            improved = adv & (norm < best_norm)
-            best_norm = torch.where(improved, norm, best_norm)
-            best = torch.where(_bcast(improved, x), xa, best)
+            adv, norm, best_norm, best = self._keep_smallest(z.detach(), xa, x64, label, best_norm, best)
             g = g.to(torch.float64)
             g_norm = _l2(g).clamp_min(tiny)
             found = torch.isfinite(best_norm)
@@ -560,12 +562,7 @@ class FMN(MinimizationAttack):
             shrink = (eps / _l2(delta).clamp_min(tiny)).clamp(max=1.0)
             delta = delta * _bcast(shrink, delta)
             delta = self._clip(x64 + delta) - x64
-        xa = self._clip(x64 + delta).to(x.dtype)
-        with torch.no_grad():
-            adv = self._is_adversarial(model(xa), label)
-        norm = _l2(xa.to(torch.float64) - x64)
-        improved = adv & (norm < best_norm)
-        return torch.where(_bcast(improved, x), xa, best)
+        return self._with_last_iterate(model, x64 + delta, x64, label, best_norm, best)
 
 
 # ------------------------------------------------------------------------------------------------

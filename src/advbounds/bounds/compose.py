@@ -34,19 +34,7 @@ from advbounds.models.layers import Scale
 from advbounds.progress import progress_bar
 
 from ._common import BOUND_DTYPE, UnsupportedLayerError
-from .layers import (
-    avg_pool_rule,
-    batch_norm_rule,
-    conv_rule,
-    dense_rule,
-    identity_rule,
-    lp_pool_rule,
-    lrn_rule,
-    max_pool_rule,
-    relu_rule,
-    scale_rule,
-    smooth_activation_rule,
-)
+from . import layers as thesis_rules  # Section 5.2's per-layer rules, as the thesis prints them
 from .linear import OutputClassifier, output_rule
 from .mlp import (
     ACTIVATION_MODULES,
@@ -67,21 +55,21 @@ Rule = Callable[..., torch.Tensor]
 BOUND_RULES: dict[type[nn.Module], Rule] = {
     OutputClassifier: output_rule,  # Lemma 3.5 / Theorem 3.6, eq. (3.12)
     MLPTail: mlp_tail_rule,  # Theorem 4.2 with Algorithm 4.1
-    nn.Conv2d: conv_rule,  # Theorem 5.1
-    nn.MaxPool2d: max_pool_rule,  # Theorem 5.3
-    nn.AvgPool2d: avg_pool_rule,  # Theorem 5.3
-    nn.LPPool2d: lp_pool_rule,  # Theorem 5.3
-    nn.BatchNorm2d: batch_norm_rule,  # Theorem 5.6
-    nn.LocalResponseNorm: lrn_rule,  # Theorem 5.9, Lemma 5.11
-    nn.Flatten: identity_rule,  # 5.2.5
-    nn.Dropout: identity_rule,  # identity at eval
-    nn.Identity: identity_rule,
-    Scale: scale_rule,  # fixed input scaling
-    nn.ReLU: relu_rule,  # ReLU after a convolution (Theorem 5.1's setting)
-    nn.Tanh: smooth_activation_rule,  # outside a tail: extension (Lipschitz)
-    nn.Sigmoid: smooth_activation_rule,
-    nn.Softplus: smooth_activation_rule,
-    nn.Linear: dense_rule,  # a Linear outside the tail/output: extension
+    nn.Conv2d: thesis_rules.conv_rule,  # Theorem 5.1
+    nn.MaxPool2d: thesis_rules.max_pool_rule,  # Theorem 5.3
+    nn.AvgPool2d: thesis_rules.avg_pool_rule,  # Theorem 5.3
+    nn.LPPool2d: thesis_rules.lp_pool_rule,  # Theorem 5.3
+    nn.BatchNorm2d: thesis_rules.batch_norm_rule,  # Theorem 5.6
+    nn.LocalResponseNorm: thesis_rules.lrn_rule,  # Theorem 5.9, Lemma 5.11
+    nn.Flatten: thesis_rules.identity_rule,  # 5.2.5
+    nn.Dropout: thesis_rules.identity_rule,  # identity at eval
+    nn.Identity: thesis_rules.identity_rule,
+    Scale: thesis_rules.scale_rule,  # fixed input scaling
+    nn.ReLU: thesis_rules.relu_rule,  # ReLU after a convolution (Theorem 5.1's setting)
+    nn.Tanh: thesis_rules.smooth_activation_rule,  # outside a tail: extension (Lipschitz)
+    nn.Sigmoid: thesis_rules.smooth_activation_rule,
+    nn.Softplus: thesis_rules.smooth_activation_rule,
+    nn.Linear: thesis_rules.dense_rule,  # a Linear outside the tail/output: extension
 }
 
 #: label of the identity output classifier's entry in ``BoundResult.kappas``

@@ -87,6 +87,17 @@ class BoundOperator:
         return f"{type(self).__name__}({self.label or self.layer.__class__.__name__})"
 
 
+class MonotoneOp(BoundOperator):
+    """A layer that is non-decreasing in each of its inputs (a reshape, a pooling, a non-decreasing
+    activation): it runs as itself, and maps the box ``[lo, hi]`` into ``[layer(lo), layer(hi)]``."""
+
+    def forward(self, x):
+        return self.layer(x)
+
+    def forward_interval(self, lo, hi):
+        return self.layer(lo), self.layer(hi)
+
+
 class IdentityOp(BoundOperator):
     """``nn.Identity`` and ``nn.Dropout`` (the eval-mode identity)."""
 
@@ -120,16 +131,10 @@ class ScaleOp(BoundOperator):
         return A * self.factor, torch.zeros(A.shape[:2], dtype=A.dtype, device=A.device)
 
 
-class FlattenOp(BoundOperator):
+class FlattenOp(MonotoneOp):
     """``nn.Flatten``: a reshape (exact, both directions)."""
 
     name = "flatten"
-
-    def forward(self, x):
-        return self.layer(x)
-
-    def forward_interval(self, lo, hi):
-        return self.layer(lo), self.layer(hi)
 
     def backward_linear(self, A, state):
         return A.reshape(*A.shape[:2], *self.in_shape), torch.zeros(A.shape[:2], dtype=A.dtype, device=A.device)
@@ -225,17 +230,11 @@ class BatchNorm2dOp(BoundOperator):
         return A * self.s[:, None, None], _bias_term(A, self.t, 3)
 
 
-class AvgPool2dOp(BoundOperator):
+class AvgPool2dOp(MonotoneOp):
     """``nn.AvgPool2d``: linear with non-negative weights (so intervals map to intervals);
     transposed with autograd, which honours padding, ceil_mode, count_include_pad, divisor_override."""
 
     name = "avgpool2d"
-
-    def forward(self, x):
-        return self.layer(x)
-
-    def forward_interval(self, lo, hi):
-        return self.layer(lo), self.layer(hi)
 
     def backward_linear(self, A, state):
         Bb, S = A.shape[:2]
@@ -246,7 +245,7 @@ class AvgPool2dOp(BoundOperator):
         return self._unflat(g, Bb, S), torch.zeros((Bb, S), dtype=A.dtype, device=A.device)
 
 
-class MaxPool2dOp(BoundOperator):
+class MaxPool2dOp(MonotoneOp):
     """``nn.MaxPool2d`` (any kernel, stride, padding, dilation, ceil_mode).
 
     Relaxation of ``y = max_{i in window} x_i`` for ``x`` in the box ``[l, u]``: let ``k`` be the
@@ -286,12 +285,6 @@ class MaxPool2dOp(BoundOperator):
         self.idx = idx[0].round().long().to(self.device)  # [K, L] flat positions in the padded plane
         self.out_hw = (Ho, Wo)
 
-    def forward(self, x):
-        return self.layer(x)
-
-    def forward_interval(self, lo, hi):
-        return self.layer(lo), self.layer(hi)
-
     def _windows(self, t):
         B, C = t.shape[:2]
         padded = F.pad(t, self.pad, value=-math.inf).reshape(B, C, self.Hp * self.Wp)
@@ -325,7 +318,7 @@ class MaxPool2dOp(BoundOperator):
         return out, bias
 
 
-class ElementwiseOp(BoundOperator):
+class ElementwiseOp(MonotoneOp):
     """An elementwise non-decreasing activation with a relaxation from :mod:`.relaxations`.
 
     ``prepare`` computes the per-element lines ``a_low x + b_low <= f(x) <= a_up x + b_up``;
@@ -337,12 +330,6 @@ class ElementwiseOp(BoundOperator):
 
     def relaxation(self, lo, hi):
         raise NotImplementedError
-
-    def forward(self, x):
-        return self.layer(x)
-
-    def forward_interval(self, lo, hi):  # non-decreasing
-        return self.layer(lo), self.layer(hi)
 
     def prepare(self, lo, hi):
         return self.relaxation(lo, hi)
@@ -357,23 +344,17 @@ class ElementwiseOp(BoundOperator):
 
 class ReLUOp(ElementwiseOp):
     name = "relu"
-
-    def relaxation(self, lo, hi):
-        return relu_relaxation(lo, hi)
+    relaxation = staticmethod(relu_relaxation)
 
 
 class TanhOp(ElementwiseOp):
     name = "tanh"
-
-    def relaxation(self, lo, hi):
-        return tanh_relaxation(lo, hi)
+    relaxation = staticmethod(tanh_relaxation)
 
 
 class SigmoidOp(ElementwiseOp):
     name = "sigmoid"
-
-    def relaxation(self, lo, hi):
-        return sigmoid_relaxation(lo, hi)
+    relaxation = staticmethod(sigmoid_relaxation)
 
 
 class SoftplusOp(ElementwiseOp):
