@@ -18,6 +18,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/chapter3.smk"
 include: "workflow/rules/chapter4.smk"
 include: "workflow/rules/chapter5.smk"
+include: "workflow/rules/protocol.smk"
 include: "workflow/rules/report.smk"
 
 
