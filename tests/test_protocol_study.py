@@ -258,3 +258,15 @@ def test_monotonicity_check_against_a_real_small_m_search():
     assert check["max_eps_difference"] == pytest.approx(1e-7)
     broken = frame.assign(ref_flipped=[True, False, True, False])
     assert ps.monotonicity_check([broken], 1.0)["flip_agreement"] == 0.5
+
+
+def test_bad_inputs_get_a_clear_error():
+    empty = replace(synthetic_inputs(), linear_frames=[], random_frames=[], trained_frames={}, networks=[],
+                    lrn_networks=[])
+    with pytest.raises(ValueError, match="no table to fit"):
+        ps.run_study(empty, FAMILY, {}, REPORT)
+    with pytest.raises(KeyError, match="no table"):
+        ps.candidate_table("table_9_9", STATED, synthetic_inputs())
+    settings = {"chapter3": {"tests": [{}]}, "chapter4": {"tests": [], "datasets": []}, "chapter5": {}}
+    with pytest.raises(ValueError, match="number of per-sample files"):
+        ps.load_inputs(settings, linear=[], random_mlp=[], trained=[], networks={}, lrn_networks={})

@@ -446,6 +446,8 @@ def run_study(inputs: StudyInputs, family: ProtocolFamily, paper: Mapping[str, A
     then by fewer free choices: the best reading is one protocol for every table at once.
     """
     tables = tuple(t for t in TABLES if _has_samples(t, inputs) and (TABLE_SPECS[t].published_key or t) in paper)
+    if not tables:
+        raise ValueError("the protocol study has no table to fit: no per-sample results, or no published values")
     readings = family.readings()
     cells_by_key: dict[tuple[str, Protocol], pd.DataFrame] = {}
     for table in tables:
