@@ -270,3 +270,17 @@ def test_bad_inputs_get_a_clear_error():
     settings = {"chapter3": {"tests": [{}]}, "chapter4": {"tests": [], "datasets": []}, "chapter5": {}}
     with pytest.raises(ValueError, match="number of per-sample files"):
         ps.load_inputs(settings, linear=[], random_mlp=[], trained=[], networks={}, lrn_networks={})
+
+
+def test_the_study_reads_back_from_its_csv(tmp_path):
+    """The report's hook: the best reading and its verdicts from figures/protocol_study.csv alone."""
+    inputs = synthetic_inputs()
+    truth = Protocol(eps_max=1.0, halvings=3, returned="midpoint")
+    path = tmp_path / "protocol_study.csv"
+    result = ps.write_study(inputs, FAMILY, published_with(inputs, truth), REPORT, [str(path)])
+    again = ps.study_from_cells(pd.read_csv(path), FAMILY)
+    assert again.best == result.best == truth
+    pd.testing.assert_frame_equal(ps.best_reading_verdicts(again), ps.best_reading_verdicts(result),
+                                  check_dtype=False)
+    with pytest.raises(ValueError, match="another family"):
+        ps.study_from_cells(pd.read_csv(path), replace(FAMILY, halvings=(None, 5)))

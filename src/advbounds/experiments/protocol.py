@@ -449,16 +449,32 @@ def run_study(inputs: StudyInputs, family: ProtocolFamily, paper: Mapping[str, A
     if not tables:
         raise ValueError("the protocol study has no table to fit: no per-sample results, or no published values")
     readings = family.readings()
-    cells_by_key: dict[tuple[str, Protocol], pd.DataFrame] = {}
+    parts = []
     for table in tables:
         for seen in dict.fromkeys(r.for_table(table) for r in readings):
             scored = compare_candidate(table, candidate_table(table, seen, inputs), paper, report_settings)
-            cells_by_key[(table, seen)] = scored.assign(table=table, reading=seen.label, **seen.as_row())
-    cells = pd.concat(list(cells_by_key.values()), ignore_index=True).reindex(columns=list(CELL_COLUMNS))
+            parts.append(scored.assign(table=table, reading=seen.label, **seen.as_row()))
+    cells = pd.concat(parts, ignore_index=True).reindex(columns=list(CELL_COLUMNS))
+    return study_from_cells(cells, family)
 
+
+def study_from_cells(cells: pd.DataFrame, family: ProtocolFamily) -> StudyResult:
+    """Score and rank every reading of ``family`` from its ``cells`` (:data:`CELL_COLUMNS`, e.g. read
+    back from ``figures/protocol_study.csv``): what :func:`run_study` returns, without building a
+    table again. The report can get the best reading's verdicts from the file this way."""
+    tables = tuple(t for t in TABLES if t in set(cells["table"]))
+    if not tables:
+        raise ValueError("the protocol study's cells name no table of the study")
+    by_key = {key: part for key, part in cells.groupby(["table", "reading"], sort=False)}
+    readings = family.readings()
     fit_rows = []
     for reading in readings:
-        parts = [cells_by_key[(t, reading.for_table(t))] for t in tables]
+        keys = [(t, reading.for_table(t).label) for t in tables]
+        absent = [key for key in keys if key not in by_key]
+        if absent:
+            raise ValueError(f"the protocol study's cells lack reading {absent[0][1]!r} of {absent[0][0]}: "
+                             "made with another family? Rerun the protocol_study rule")
+        parts = [by_key[key] for key in keys]
         for table, part in zip(tables, parts):
             fit_rows.append(_fit_row(reading, table, part, family.explained_fraction))
         fit_rows.append(_fit_row(reading, "total", pd.concat(parts), family.explained_fraction))
