@@ -417,12 +417,14 @@ def compare_candidate(table: str, ours: pd.DataFrame, paper: Mapping[str, Any],
 class StudyResult:
     """``cells``: one row per (table, reading as the table sees it, published cell); ``fits``: one row
     per (reading of the family, table) plus a ``total`` row per reading, ranked best first;
-    ``best``: the best single reading; ``tables``: the tables the study could compare."""
+    ``best``: the best single reading; ``tables``: the tables the study could compare; ``readings``:
+    the family's readings that differ on those tables (the stated protocol first)."""
 
     cells: pd.DataFrame
     fits: pd.DataFrame
     best: Protocol
     tables: tuple[str, ...]
+    readings: tuple[Protocol, ...]
     explained_fraction: float
 
     def fit(self, protocol: Protocol) -> pd.DataFrame:
@@ -466,7 +468,10 @@ def study_from_cells(cells: pd.DataFrame, family: ProtocolFamily) -> StudyResult
     if not tables:
         raise ValueError("the protocol study's cells name no table of the study")
     by_key = {key: part for key, part in cells.groupby(["table", "reading"], sort=False)}
-    readings = family.readings()
+    # a dimension no table here reads cannot tell readings apart: keep each distinct reading once
+    relevant = set().union(*(TABLE_DIMENSIONS[t] for t in tables))
+    readings = list(dict.fromkeys(replace(STATED, **{name: getattr(r, name) for name in relevant}).canonical()
+                                  for r in family.readings()))
     fit_rows = []
     for reading in readings:
         keys = [(t, reading.for_table(t).label) for t in tables]
@@ -487,7 +492,7 @@ def study_from_cells(cells: pd.DataFrame, family: ProtocolFamily) -> StudyResult
     fits = (fits.assign(rank=fits["reading"].map(rank)).sort_values(["rank"], kind="stable")
             .reset_index(drop=True))
     best = next(r for r in readings if r.label == ranked[0])
-    return StudyResult(cells=cells, fits=fits, best=best, tables=tables,
+    return StudyResult(cells=cells, fits=fits, best=best, tables=tables, readings=tuple(readings),
                        explained_fraction=family.explained_fraction)
 
 
@@ -607,7 +612,10 @@ def study_markdown(result: StudyResult, family: ProtocolFamily, *, checks: Mappi
              f"*explained* when at least {family.explained_fraction:.0%} of its cells are. *Free choices*: the "
              "dimensions where a reading departs from the thesis's stated protocol.", "",
              f"**Conclusion.** {conclusion(result)}", "",
-             f"The family: {len(family.readings())} readings over "
+             "Tables compared: " + ", ".join(TABLE_TITLES[t] for t in result.tables) + "."
+             + ("" if len(result.tables) == len(TABLES) else " Not compared (no per-sample results): "
+                + ", ".join(TABLE_TITLES[t] for t in TABLES if t not in result.tables) + "."), "",
+             f"The family: {len(result.readings)} readings that differ on these tables, over "
              + "; ".join(f"`{name}` in {list(getattr(family, name))}" for name in DIMENSIONS)
              + ". M varies only where the thesis does not state it (Tables 3.1, 4.2, 4.3); Chapter 5 keeps the "
                "stated 100. A reading whose M exceeds the main run's cannot be derived: its cells are missing.", ""]
