@@ -284,3 +284,25 @@ def test_the_study_reads_back_from_its_csv(tmp_path):
                                   check_dtype=False)
     with pytest.raises(ValueError, match="another family"):
         ps.study_from_cells(pd.read_csv(path), replace(FAMILY, halvings=(None, 5)))
+
+
+def test_a_real_search_with_the_readings_m_is_used_instead_of_a_cut():
+    """Chapter 4's reference search (M = 1) is the base of an M = 1 reading: the Table 4.3 it gives
+    is the main table's own "Ref" columns, even where the label flips back along the ray."""
+    from advbounds.experiments import mlp
+
+    rng = np.random.default_rng(3)
+    frames = {}
+    for name in ("iris", "wine"):
+        frame = _mlp_frame(rng, 1, {"mlps": 1, "samples": 30, "dim": 4, "sample_interval": [-1, 1]}, 100.0)
+        # non-monotone samples: the [0, 1] search finds an earlier crossing than the [0, 100] one
+        ref_eps = np.where(frame["fgs_eps"] <= 1.0, frame["fgs_eps"] * rng.uniform(0.3, 1.0, len(frame)), np.nan)
+        frame = frame.assign(ref_eps=ref_eps, ref_flipped=np.isfinite(ref_eps), ref_norm=ref_eps * 2.0)
+        frames[name] = frame.assign(ref_deviation=frame["ref_norm"] - frame["bound"])
+    inputs = replace(synthetic_inputs(), trained_frames=frames, reference_eps_max=1.0)
+    main = mlp.table_4_3(frames, atol=1e-9)
+    reading = ps.candidate_table("table_4_3", Protocol(eps_max=1.0), inputs)
+    np.testing.assert_allclose(reading[["Mean", "Median", "Std", "Min", "Max"]].to_numpy(),
+                               main[["Ref mean", "Ref median", "Ref std", "Ref min", "Ref max"]].to_numpy())
+    cut = ps.candidate_table("table_4_3", Protocol(eps_max=2.0), inputs)
+    assert not np.allclose(cut["Mean"], reading["Mean"])
