@@ -19,6 +19,7 @@ include: "workflow/rules/chapter3.smk"
 include: "workflow/rules/chapter4.smk"
 include: "workflow/rules/chapter5.smk"
 include: "workflow/rules/sandwich.smk"
+include: "workflow/rules/protocol.smk"
 include: "workflow/rules/report.smk"
 
 

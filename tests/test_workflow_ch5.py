@@ -138,6 +138,24 @@ def test_figure_data(run):
     assert f13["gain_median"].dropna().is_monotonic_increasing
 
 
+def test_protocol_study_fits_every_reading_of_the_family(run):
+    """figures/protocol_study.*: every reading of the smoke config's family (the thesis run's) ran on
+    this run's own per-sample results, and its stated reading is the main run's own table."""
+    from advbounds.experiments import protocol
+
+    family = protocol.ProtocolFamily.from_config(SMOKE["protocol_study"])
+    cells = pd.read_csv(run / "figures/protocol_study.csv")
+    for name in protocol.TABLES:
+        seen = {reading.for_table(name).label for reading in family.readings()}
+        assert set(cells.loc[cells["table"] == name, "reading"]) == seen, name
+    stated = cells[(cells["table"] == "table_5_2") & (cells["reading"] == protocol.STATED.for_table("table_5_2").label)]
+    ours = table(run, "table_5_2").set_index("network")
+    lenet_mean = stated.loc[stated["quantity"] == "LeNet-5 / mean", "ours"].iloc[0]
+    assert lenet_mean == pytest.approx(ours.loc["LeNet-5", "mean"])
+    page = (run / "figures/protocol_study.md").read_text()
+    assert "**Conclusion.**" in page and protocol.STATED.label in page
+
+
 def test_a_second_run_has_nothing_to_do(run):
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/smoke.yaml", "--",
            "chapter5"]
