@@ -23,7 +23,7 @@ include: "workflow/rules/protocol.smk"
 include: "workflow/rules/report.smk"
 
 
-localrules: all, chapter3, chapter4, chapter5, fetch_spambase, fetch_mnist, fetch_cifar10, ch3_table_3_1, ch3_figure_3_1, ch3_figure_3_2, ch4_table_4_1, ch4_figure_2_1, ch4_table_4_2, ch4_figure_4_1, ch4_table_4_3, ch4_figure_4_2, ch4_accuracies, ch4_figure_4_3, ch4_comparison, ch5_table_5_1, ch5_table_5_2, ch5_table_5_3, ch5_figure_dataset, ch5_figure_5_10, ch5_figure_5_11, ch5_figure_5_13, ch5_sandwich, sandwich_summary, report, report_gallery
+localrules: all, chapter3, chapter4, chapter5, fetch_spambase, fetch_mnist, fetch_cifar10, ch3_table_3_1, ch3_figure_3_1, ch3_figure_3_2, ch4_table_4_1, ch4_figure_2_1, ch4_table_4_2, ch4_figure_4_1, ch4_table_4_3, ch4_figure_4_2, ch4_accuracies, ch4_figure_4_3, ch4_comparison, ch5_table_5_1, ch5_table_5_2, ch5_table_5_3, ch5_figure_dataset, ch5_figure_5_10, ch5_figure_5_11, ch5_figure_5_13, ch5_sandwich, sandwich_summary, protocol_study, report, report_gallery
 
 
 rule all:

@@ -95,8 +95,10 @@ CHANGES = [
     (("chapter5", "figures", "figure_5_13", "delta"), lambda v: v * 2, {"ch5_figure_5_13"}),
     (("chapter5", "attack", "tol"), lambda v: v / 2,
      {"ch5_attack", "ch5_figure_examples", "ch5_figure_2_5", "ch5_figure_2_5_model"}),
-    # the report and the Chapters 3-4 verdict table judge with the same tolerances
-    (("report", "tolerances", "statistical", "rel"), lambda v: v / 2, {"report", "ch4_comparison"}),
+    # the report, the Chapters 3-4 verdict table and the protocol study judge with the same tolerances
+    (("report", "tolerances", "statistical", "rel"), lambda v: v / 2, {"report", "ch4_comparison", "protocol_study"}),
+    # the report's second verdicts come from the study's family of readings
+    (("protocol_study", "explained_fraction"), lambda v: v / 2, {"protocol_study", "report"}),
     # the device reaches only the jobs whose results depend on it: never a fetch or prepare job
     (("device",), lambda v: "auto" if v != "auto" else "cpu",
      {"ch4_train", "ch4_regularization", "ch5_train", "ch5_bounds", "ch5_attack", "ch5_strong_attack", "ch5_figure_examples",

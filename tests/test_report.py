@@ -356,6 +356,31 @@ def _model(root: Path, synthetic: bool = False) -> build.ReportModel:
                              items=[catalog.BY_KEY[k] for k in ("table_5_2", "figure_5_11", "table_5_1", "figure_2_2")])
 
 
+def test_the_protocol_studys_best_reading_is_each_numbers_second_verdict(fabricated: Path) -> None:
+    """Where the study has a number, the report shows its verdict under the best reading beside the
+    stated protocol's (issue 13, section 3); a number the study lacks keeps one verdict."""
+    reading = "M = 1; 6 halvings, upper; over flipped; bound in scaled"
+    best = pd.DataFrame({"item": ["table_5_2"], "quantity": ["CIFAR-NIN / mean"], "thesis": [0.0],
+                         "stated_value": [0.0], "stated_verdict": [SAME_ORDER], "best_reading": [reading],
+                         "best_value": [0.0061], "best_verdict": [REPRODUCED]})
+    plain = _model(fabricated)
+    model = build.build_model(fabricated, paper_values_path=PAPER, findings_path=fabricated / "findings.md",
+                              settings=SETTINGS, run={"seed": 7}, items=[catalog.BY_KEY["table_5_2"]],
+                              best_reading=best)
+    t52 = {c.quantity: c for c in model.items[0].comparisons}
+    assert t52["CIFAR-NIN / mean"].verdict == SAME_ORDER  # the stated verdict stays first
+    assert (t52["CIFAR-NIN / mean"].best_reading, t52["CIFAR-NIN / mean"].best_reading_verdict) == (reading, REPRODUCED)
+    assert t52["LeNet-5 / mean"].best_reading_verdict == "" and t52["LeNet-5 / mean"].best_reading_value is None
+    assert model.best_reading == reading and plain.best_reading == ""
+    stated, second = model.tally, model.best_reading_tally
+    assert second[REPRODUCED] == stated[REPRODUCED] + 1 and second[SAME_ORDER] == stated[SAME_ORDER] - 1
+    row = build.comparisons_frame(model).set_index("quantity").loc["CIFAR-NIN / mean"]
+    assert (row["best_reading"], row["best_reading_ours"], row["best_reading_verdict"]) == (reading, 0.0061, REPRODUCED)
+    page, plain_page = render_html(model), render_html(plain)
+    assert "best reading: 0.0061" in page and "Under the protocol study" in page and reading in page
+    assert "best reading:" not in plain_page and "Under the protocol study" not in plain_page
+
+
 def test_build_model_verdicts_reasons_and_lineage(fabricated: Path) -> None:
     model = _model(fabricated)
     items = {r.item.key: r for r in model.items}

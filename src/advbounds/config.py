@@ -140,6 +140,23 @@ def kernel_scaling_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**ch5["figures"]["figure_5_12"], "bounds": bounds}
 
 
+def protocol_study_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The protocol study's params (rule protocol_study): its family of readings, the report's
+    tolerances it scores with, and the settings the main run's tables were made with."""
+    ch3, ch4, ch5 = config["chapter3"], config["chapter4"], config["chapter5"]
+    return {
+        "family": config["protocol_study"],
+        "report": config["report"],
+        "chapter3": {"tests": ch3["tests"], "eps_max": ch3["attack"]["eps_max"],
+                     "violation_atol": ch3["violation_atol"], "fgs_optimal_rtol": ch3["fgs_optimal_rtol"]},
+        "chapter4": {"tests": ch4["random_mlp"]["tests"], "eps_max": ch4["random_mlp"]["attack"]["eps_max"],
+                     "datasets": list(ch4["trained"]["datasets"]), "trained_eps_max": ch4["trained"]["attack"]["eps_max"],
+                     "reference_eps_max": ch4["reference_attack"]["eps_max"]},
+        "chapter5": {"networks": ch5["networks"], "lrn_networks": ch5["lrn_networks"],
+                     "eps_max": ch5["attack"]["eps_max"]},
+    }
+
+
 def sandwich_models(config: Mapping[str, Any]) -> list[str]:
     """The Chapter 5 networks that get a robustness sandwich: those of Tables 5.1-5.3 (config
     ``chapter5.networks`` and ``chapter5.lrn_networks``), once each, in that order."""

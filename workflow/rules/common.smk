@@ -16,6 +16,7 @@ from advbounds.config import (
     example_figure_settings,
     iterative_figure_settings,
     kernel_scaling_settings,
+    protocol_study_settings,
     regularization_ells,
     sandwich_experiments,
     sandwich_models,

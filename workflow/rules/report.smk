@@ -41,7 +41,8 @@ rule report:
         "logs/report/report.log",
     params:
         **job_params("report_html.py", settings=config["report"],
-                    run={"synthetic": config["synthetic"], "seed": config["seed"], "device": config["device"]}),
+                    run={"synthetic": config["synthetic"], "seed": config["seed"], "device": config["device"]},
+                    protocol_study=config["protocol_study"]),
     threads: 1
     script:
         "../scripts/report_html.py"

@@ -562,6 +562,12 @@ def best_reading_verdicts(result: StudyResult) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def read_best_reading_verdicts(path: str | Path, family_settings: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`best_reading_verdicts` from a finished study's ``figures/protocol_study.csv`` and the
+    config section that made it (``protocol_study``): the report's second verdict per number."""
+    return best_reading_verdicts(study_from_cells(pd.read_csv(path), ProtocolFamily.from_config(family_settings)))
+
+
 def monotonicity_check(frames: Sequence[pd.DataFrame], reference_eps_max: float) -> dict[str, float]:
     """The post-hoc derivation of a smaller M tested against a real search with that M: Chapter 4's
     frames hold a second search with M = ``reference_eps_max`` (``ref_*`` columns). Returns the

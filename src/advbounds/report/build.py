@@ -9,6 +9,7 @@ import base64
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,13 @@ import pandas as pd
 from advbounds.io import write_text
 from advbounds.report import sources
 from advbounds.report.catalog import CATALOG, ThesisItem, shown_file
-from advbounds.report.compare import MISSING, reasons_for
+from advbounds.report.compare import MISSING, Comparison, reasons_for
 from advbounds.report.comparisons import Context, compare_item
 from advbounds.report.html import render_html
 from advbounds.report.model import Artifact, ItemReport, ReportModel, SandwichReport
 
 __all__ = ["Artifact", "ItemReport", "ReportModel", "SandwichReport", "build_model", "comparisons_frame",
-           "sandwich_report", "write_report"]
+           "sandwich_report", "with_best_reading", "write_report"]
 
 log = logging.getLogger("advbounds.report")
 
@@ -64,10 +65,13 @@ def _artifact(root: Path, path: str) -> Artifact:
 
 def build_model(root: str | Path, *, paper_values_path: str | Path, findings_path: str | Path | None,
                 settings: Mapping[str, Any], run: Mapping[str, Any] | None = None,
-                artifacts: Iterable[str] = (), items: Sequence[ThesisItem] = CATALOG) -> ReportModel:
+                artifacts: Iterable[str] = (), items: Sequence[ThesisItem] = CATALOG,
+                best_reading: pd.DataFrame | None = None) -> ReportModel:
     """Gather everything the report shows. ``root``: the folder holding ``figures/`` and ``results/``;
     ``artifacts``: every final artifact of the run (the report lists the ones outside the catalogue
-    too); ``run``: run-wide facts (``synthetic``, ``seed``, ``device``, ``configfiles``)."""
+    too); ``run``: run-wide facts (``synthetic``, ``seed``, ``device``, ``configfiles``);
+    ``best_reading``: the protocol study's second verdict per number
+    (``experiments.protocol.best_reading_verdicts``), or None where the run has no study."""
     root = Path(root)
     run = dict(run or {})
     paper_text = Path(paper_values_path).read_text(encoding="utf-8")
@@ -89,7 +93,7 @@ def build_model(root: str | Path, *, paper_values_path: str | Path, findings_pat
         problems += [f"{a.path} has no provenance record" for a in arts if a.exists and a.provenance is None]
         for problem in problems:  # an artifact the run should have made is not there: a real error
             log.error("%s: %s", item.label, problem)
-        comparisons = compare_item(item.key, ctx) if item.generated else []
+        comparisons = with_best_reading(compare_item(item.key, ctx) if item.generated else [], best_reading)
         # a number we could not compare (e.g. a NaN statistic over no sample) is expected on small
         # runs: the report shows it with its reason, and the log notes it as a warning only
         gaps = [f"{c.quantity}: {c.reasons[0]}" for c in comparisons if c.verdict == MISSING and c.reasons]
@@ -114,6 +118,21 @@ def build_model(root: str | Path, *, paper_values_path: str | Path, findings_pat
     return ReportModel(reports, others, settings, run, context_reasons, findings,
                        str(findings_path) if findings else None, sources.paper_notes(paper), paper,
                        sandwich_report(root))
+
+
+def with_best_reading(comparisons: list[Comparison], best_reading: pd.DataFrame | None) -> list[Comparison]:
+    """Each comparison with its second verdict, where the study has the same (item, quantity)."""
+    if best_reading is None or best_reading.empty:
+        return comparisons
+    second = {(row.item, row.quantity): row for row in best_reading.itertuples(index=False)}
+    out = []
+    for c in comparisons:
+        row = second.get((c.item, c.quantity))
+        if row is not None and isinstance(row.best_verdict, str):
+            c = replace(c, best_reading=row.best_reading, best_reading_value=row.best_value,
+                        best_reading_verdict=row.best_verdict)
+        out.append(c)
+    return out
 
 
 def write_report(output: str | Path, root: str | Path = ".", **kwargs: Any) -> ReportModel:

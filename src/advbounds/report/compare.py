@@ -95,12 +95,19 @@ class Comparison:
     #: the unit both numbers are in and the column of ours compared, where our table holds the
     #: quantity in more than one unit (Table 5.1); empty elsewhere
     unit: str = ""
+    #: the second verdict: the same number under the protocol study's best single reading
+    #: (``advbounds.experiments.protocol``), with that reading's label; empty where the run has no
+    #: study or the study has no such cell (the verdict above is always the stated protocol's)
+    best_reading: str = ""
+    best_reading_value: Any = None
+    best_reading_verdict: str = ""
 
     def as_row(self) -> dict[str, Any]:
         return {"item": self.item, "quantity": self.quantity, "thesis": self.published,
                 "ours": self.reproduced, "difference": self.difference, "ratio": self.ratio,
                 "verdict": self.verdict, "tolerance": self.tolerance, "reasons": " | ".join(self.reasons),
-                "unit": self.unit}
+                "unit": self.unit, "best_reading": self.best_reading,
+                "best_reading_ours": self.best_reading_value, "best_reading_verdict": self.best_reading_verdict}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -248,6 +248,14 @@ def _unit_line(c: Comparison) -> str:
     return f'<div class="muted">compared in {inline_markdown(c.unit)}</div>' if c.unit else ""
 
 
+def _best_reading_line(c: Comparison) -> str:
+    """The second verdict, under the first: the same number under the protocol study's best reading."""
+    if not c.best_reading_verdict:
+        return ""
+    return (f'<div class="muted" title="{esc(c.best_reading)}">best reading: {esc(fmt(c.best_reading_value))} '
+            f"{verdict_badge(c.best_reading_verdict)}</div>")
+
+
 def _comparison_table(item: ItemReport) -> str:
     if not item.comparisons:
         return ('<p class="muted">The thesis gives no number for this item; it is shown for visual '
@@ -268,7 +276,7 @@ def _comparison_table(item: ItemReport) -> str:
         rows.append(
             f"<tr><td>{esc(c.quantity)}{_unit_line(c)}</td>{_value_cell(c.published)}"
             f"{_value_cell(c.reproduced)}<td class=\"num\">{esc(fmt(c.difference))}</td>"
-            f"<td class=\"num\">{esc(ratio)}</td><td>{verdict_badge(c.verdict)}</td>"
+            f"<td class=\"num\">{esc(ratio)}</td><td>{verdict_badge(c.verdict)}{_best_reading_line(c)}</td>"
             f"<td><ul class=\"reasons\">{reasons}</ul></td></tr>")
     footer = ""
     if everywhere:
@@ -511,6 +519,16 @@ def _sandwich_section(model: ReportModel) -> str:
     return "".join(parts)
 
 
+def _best_reading_tally(model: ReportModel) -> str:
+    """The tally again under the protocol study's best single reading (figures/protocol_study.md)."""
+    if not model.best_reading:
+        return ""
+    counts = model.best_reading_tally
+    return ('<div class="tally"><b>Under the protocol study\'s best reading</b> '
+            f"({inline_markdown(model.best_reading)}; each row's second verdict): "
+            + "".join(f"<span>{verdict_badge(v)} {counts[v]}</span>" for v in VERDICTS) + "</div>")
+
+
 def render_html(model: ReportModel) -> str:
     paper = model.paper
     run = model.run
@@ -582,7 +600,7 @@ def render_html(model: ReportModel) -> str:
 <h1>Robustness of Classifiers to Adversarial Perturbations: replication report</h1>
 <p class="sub">J. Peck, Ghent University, 2017. Every table and figure of the thesis beside the published
 value, with a verdict per number and the provenance of every artifact.</p>
-<div class="card"><div class="tally"><b>Numbers compared:</b> {tally_html}</div>
+<div class="card"><div class="tally"><b>Numbers compared:</b> {tally_html}</div>{_best_reading_tally(model)}
 {_kv(run_rows)}{_tolerances(model.settings)}</div>
 {''.join(banners)}
 {_overview(model)}

@@ -6,7 +6,7 @@ renders them; neither module imports the other.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -84,6 +84,16 @@ class ReportModel:
     @property
     def tally(self) -> dict[str, int]:
         return tally(self.comparisons)
+
+    @property
+    def best_reading(self) -> str:
+        """The protocol study's best single reading, if the run has one (it is the same for every number)."""
+        return next((c.best_reading for c in self.comparisons if c.best_reading), "")
+
+    @property
+    def best_reading_tally(self) -> dict[str, int]:
+        """The verdicts again, each number under the best reading where the study has it, else the stated one."""
+        return tally([replace(c, verdict=c.best_reading_verdict or c.verdict) for c in self.comparisons])
 
     @property
     def problems(self) -> list[str]:
