@@ -59,3 +59,15 @@ def test_a_shown_file_is_a_tables_csv_or_a_figures_png():
     for key in ("figure_2_2", "section_5_3_1", "nothing"):  # literature, a text item, no entry
         with pytest.raises(KeyError, match=key):
             catalog.shown_file(key)
+
+
+def test_every_table_files_caption_comes_from_its_catalog_entry():
+    """A table's Markdown/TeX caption is written once, in the catalog; its rule passes it to the job."""
+    from advbounds.report.catalog import CATALOG, table_caption
+
+    rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    tables = [item for item in CATALOG if item.kind == "table" and item.generated]
+    assert tables
+    for item in tables:
+        assert table_caption(item.key).startswith(f"{item.label}: "), item.key
+        assert f'caption=table_caption("{item.key}")' in rules, f"no rule passes {item.key}'s caption"

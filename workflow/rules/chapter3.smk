@@ -51,7 +51,7 @@ rule ch3_table_3_1:
     log:
         "logs/ch3_table_3_1.log",
     params:
-        **job_params("ch3_table_3_1.py",
+        **job_params("ch3_table_3_1.py", caption=table_caption("table_3_1"),
             settings={
                 "tests": CH3["tests"],
                 "violation_atol": CH3["violation_atol"],

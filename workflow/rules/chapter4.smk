@@ -42,7 +42,7 @@ rule ch4_table_4_1:
     log:
         "logs/ch4_table_4_1.log",
     params:
-        **job_params("ch4_table_4_1.py",
+        **job_params("ch4_table_4_1.py", caption=table_caption("table_4_1"),
             settings={
                 "activations": CH4["activations"],
                 "relu_second_derivative": CH4["relu_second_derivative"],
@@ -98,7 +98,7 @@ rule ch4_table_4_2:
     log:
         "logs/ch4_table_4_2.log",
     params:
-        **job_params("ch4_table_4_2.py", settings={"tests": CH4["random_mlp"]["tests"], "violation_atol": CH4["violation_atol"]}),
+        **job_params("ch4_table_4_2.py", caption=table_caption("table_4_2"), settings={"tests": CH4["random_mlp"]["tests"], "violation_atol": CH4["violation_atol"]}),
     script:
         "../scripts/ch4_table_4_2.py"
 
@@ -172,7 +172,7 @@ rule ch4_table_4_3:
     log:
         "logs/ch4_table_4_3.log",
     params:
-        **job_params("ch4_table_4_3.py", settings={"datasets": CH4_DATASETS, "violation_atol": CH4["violation_atol"]}),
+        **job_params("ch4_table_4_3.py", caption=table_caption("table_4_3"), settings={"datasets": CH4_DATASETS, "violation_atol": CH4["violation_atol"]}),
     script:
         "../scripts/ch4_table_4_3.py"
 
@@ -200,7 +200,7 @@ rule ch4_accuracies:
     log:
         "logs/ch4_accuracies.log",
     params:
-        **job_params("ch4_accuracies.py",
+        **job_params("ch4_accuracies.py", caption=table_caption("section_4_3_2"),
             settings={"datasets": CH4_DATASETS,
                       "hidden": {d: CH4["trained"]["datasets"][d]["hidden"] for d in CH4_DATASETS}}
         ),

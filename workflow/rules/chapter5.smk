@@ -103,7 +103,7 @@ rule ch5_table_5_1:
     benchmark:
         "logs/benchmarks/ch5_tables/table_5_1.tsv"
     params:
-        **job_params("ch5_tables.py", settings={"models": CH5["networks"]}, table="5_1"),
+        **job_params("ch5_tables.py", settings={"models": CH5["networks"]}, table="5_1", caption=table_caption("table_5_1")),
     script:
         "../scripts/ch5_tables.py"
 
@@ -119,7 +119,7 @@ rule ch5_table_5_2:
     benchmark:
         "logs/benchmarks/ch5_tables/table_5_2.tsv"
     params:
-        **job_params("ch5_tables.py", settings={"models": CH5["networks"]}, table="5_2"),
+        **job_params("ch5_tables.py", settings={"models": CH5["networks"]}, table="5_2", caption=table_caption("table_5_2")),
     script:
         "../scripts/ch5_tables.py"
 
@@ -135,7 +135,7 @@ rule ch5_table_5_3:
     benchmark:
         "logs/benchmarks/ch5_tables/table_5_3.tsv"
     params:
-        **job_params("ch5_tables.py", settings={"models": CH5["lrn_networks"]}, table="5_3"),
+        **job_params("ch5_tables.py", settings={"models": CH5["lrn_networks"]}, table="5_3", caption=table_caption("table_5_3")),
     script:
         "../scripts/ch5_tables.py"
 

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 import yaml
 
 from advbounds.codehash import code_fingerprint
-from advbounds.report.catalog import REPORT_HTML, artifact_files, stage_targets
+from advbounds.report.catalog import REPORT_HTML, artifact_files, stage_targets, table_caption
 from advbounds.config import (
     chapters34_sandwiches,
     check_config,

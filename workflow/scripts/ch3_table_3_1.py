@@ -17,7 +17,7 @@ def main(job):
     for column in ("Violations", "Exact violations"):
         if table[column].sum():
             logging.getLogger("advbounds").warning("Table 3.1: %d bound violations (%s)", table[column].sum(), column)
-    write_table(table, job.output, caption=linear.TABLE_3_1_CAPTION)
+    write_table(table, job.output, caption=job.params["caption"])
 
 
 run_job(snakemake, main)  # noqa: F821

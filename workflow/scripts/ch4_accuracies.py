@@ -10,7 +10,7 @@ def main(job):
 
     s = job.settings
     metrics = {dataset: ModelMetrics.from_json(path) for dataset, path in zip(s["datasets"], job.input.metrics)}
-    write_table(mlp_summary.accuracy_table(metrics, s["hidden"]), job.output, caption=mlp_summary.ACCURACY_CAPTION)
+    write_table(mlp_summary.accuracy_table(metrics, s["hidden"]), job.output, caption=job.params["caption"])
 
 
 run_job(snakemake, main)  # noqa: F821

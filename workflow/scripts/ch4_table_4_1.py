@@ -17,7 +17,7 @@ def main(job):
         off = activations.mismatches(table, column, atol)
         if off:
             logging.getLogger("advbounds").warning("Table 4.1: %s beyond %g for %s", column, atol, ", ".join(off))
-    write_table(table, job.output, caption=activations.TABLE_4_1_CAPTION)
+    write_table(table, job.output, caption=job.params["caption"])
 
 
 run_job(snakemake, main)  # noqa: F821

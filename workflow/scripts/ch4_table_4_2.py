@@ -15,7 +15,7 @@ def main(job):
     table = mlp_summary.table_4_2(s["tests"], [pd.read_csv(path) for path in job.input.tests], atol=s["violation_atol"])
     if table["Violations"].sum():
         logging.getLogger("advbounds").warning("Table 4.2: %d bound violations", table["Violations"].sum())
-    write_table(table, job.output, caption=mlp_summary.TABLE_4_2_CAPTION)
+    write_table(table, job.output, caption=job.params["caption"])
 
 
 run_job(snakemake, main)  # noqa: F821

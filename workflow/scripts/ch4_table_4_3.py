@@ -16,7 +16,7 @@ def main(job):
     table = mlp_summary.table_4_3(frames, atol=s["violation_atol"])
     if table["Violations"].sum():
         logging.getLogger("advbounds").warning("Table 4.3: %d bound violations", table["Violations"].sum())
-    write_table(table, job.output, caption=mlp_summary.TABLE_4_3_CAPTION)
+    write_table(table, job.output, caption=job.params["caption"])
 
 
 run_job(snakemake, main)  # noqa: F821

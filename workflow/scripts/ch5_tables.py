@@ -11,7 +11,7 @@ def main(job):
                                bounds=job.input.get("bounds"), metrics=job.input.get("metrics"))
     label = job.params["table"]
     table = {"5_1": cnn_summary.table_5_1, "5_2": cnn_summary.table_5_2, "5_3": cnn_summary.table_5_3}[label](entries)
-    write_table(table, job.output, caption=cnn_summary.TABLE_CAPTIONS[label])
+    write_table(table, job.output, caption=job.params["caption"])
 
 
 run_job(snakemake, main)  # noqa: F821

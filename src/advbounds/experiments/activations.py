@@ -51,9 +51,6 @@ ANALYTIC_BOUNDS: dict[str, tuple[float, float]] = {
     "relu": (1.0, 0.0),
 }
 
-TABLE_4_1_CAPTION = ("Table 4.1: Bounds on the first and second derivatives of activation functions: "
-                     "found numerically, the thesis's printed closed forms, the analytic suprema and the "
-                     "values the bounds engine uses")
 TABLE_4_1_COLUMNS = (
     "Activation", "First-order (numeric)", "First-order (thesis)", "First-order (used)",
     "Second-order (numeric)", "Second-order (thesis)", "Second-order (analytic)", "Second-order (used)",

@@ -182,19 +182,6 @@ def table_5_3(entries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-TABLE_CAPTIONS = {
-    "5_1": ("Table 5.1: theoretical and empirical robustness bounds. Mean theoretical bound over all test "
-            "samples and mean FGS perturbation norm over the flipped samples (pixel units), normalized per "
-            "pixel (H*W, as the published numbers were) and per input component (C*H*W, as the text says); "
-            "rate = fraction of test samples FGS flipped with eps <= eps_max."),
-    "5_2": "Table 5.2: statistics of the minimal FGS epsilon (pixel units) over the flipped test samples.",
-    "5_3": ("Table 5.3: accuracy, minimal FGS epsilon statistics (flipped samples, pixel units) and flip rate "
-            "of the LeNet-LRN networks (and reference LeNet-5 rows). Beyond the thesis: the mean sound "
-            "(corrected) bound, and the mean certified radius, which LRN networks do not get: the verifier has "
-            "no bound for LRN, and with k = 1 LRN's Lipschitz constant is at least 1 (its Jacobian at 0 is the "
-            "identity), so an LRN layer can never raise a sound bound."),
-}
-
 
 def load_entries(models: Sequence[str], *, attacks: Sequence[str], bounds: Sequence[str] | None = None,
                  metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -386,7 +373,6 @@ def figure_5_13_data(bounds: pd.DataFrame, *, alpha: float, delta: float, kappa_
 __all__ = [
     "ATTACK_COLUMNS",
     "DISPLAY_NAMES",
-    "TABLE_CAPTIONS",
     "bound_violations",
     "check_reproduced",
     "default_gain_layers",

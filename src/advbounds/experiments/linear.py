@@ -47,7 +47,6 @@ SAMPLE_COLUMNS = (
     "fgs_minus_exact",
 )
 
-TABLE_3_1_CAPTION = "Table 3.1: Test results on linear classifiers"
 
 #: the published columns, then ours (see docs/chapters34.md for every extra column)
 TABLE_3_1_COLUMNS = (

@@ -31,17 +31,14 @@ TRAINED_SAMPLE_COLUMNS = (
     "fgs_eps", "fgs_norm", "fgs_flipped", "fgs_flips_at_eps_max", "fgs_consistent", "fgs_adv_label",
     "deviation",
 )
-TABLE_4_2_CAPTION = "Table 4.2: Test results on random MLPs"
 TABLE_4_2_COLUMNS = (
     "No.", "Samples", "Dim", "MLPs", "Layers", "Units", "Classes", "Sample interval", "Param interval",
     "Mean", "Median", "Std", "Flipped", "Violations", "MLP-average std", "Bound mean", "FGS norm mean",
     "Ref mean", "Ref median", "Ref std", "Ref flipped",
 )
-TABLE_4_3_CAPTION = "Table 4.3: Trained MLP statistics of bound deviations"
 TABLE_4_3_COLUMNS = ("Dataset", "Mean", "Median", "Std", "Min", "Max", "Samples", "Flipped", "Violations",
                      "Bound mean", "FGS norm mean", "Ref mean", "Ref median", "Ref std", "Ref min", "Ref max",
                      "Ref flipped")
-ACCURACY_CAPTION = "Section 4.3.2: accuracies of the trained MLPs (tanh, standardized, 70/20/10 split)"
 ACCURACY_COLUMNS = ("Dataset", "Hidden", "Train accuracy", "Validation accuracy", "Test accuracy",
                     "Train samples", "Validation samples", "Test samples")
 REGULARIZATION_COLUMNS = (
@@ -168,7 +165,6 @@ def regularization_frame(points: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 __all__ = [
-    "ACCURACY_CAPTION",
     "ACCURACY_COLUMNS",
     "DATASET_NAMES",
     "KIND_REFERENCE",
@@ -176,9 +172,7 @@ __all__ = [
     "RANDOM_SAMPLE_COLUMNS",
     "REFERENCE_COLUMNS",
     "REGULARIZATION_COLUMNS",
-    "TABLE_4_2_CAPTION",
     "TABLE_4_2_COLUMNS",
-    "TABLE_4_3_CAPTION",
     "TABLE_4_3_COLUMNS",
     "TRAINED_SAMPLE_COLUMNS",
     "accuracy_table",

@@ -58,6 +58,9 @@ class ThesisItem(_Staged):
     #: the chapter whose rules build it (``snakemake chapter<N>``), when not its own: Figure 2.1
     #: comes from Chapter 4's activation functions, Figure 2.5 from Chapter 5's networks
     built_by: int | None = None
+    #: the caption our table file carries, where it must say more than the thesis's (units, which
+    #: samples, columns beyond the thesis); default ``"<label>: <caption>"`` (:func:`table_caption`)
+    file_caption: str = ""
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -120,7 +123,10 @@ CATALOG: tuple[ThesisItem, ...] = (
     ThesisItem("Table 4.1", "table_4_1", "table", 4, "4.3.1",
                "Overview of bounds for first and second derivatives of some activation functions",
                topics=("Algorithm 4.1", "ACTIVATION_DERIVATIVE_BOUNDS"),
-               summary="derivative bounds: closed form vs numerical maximum"),
+               summary="derivative bounds: closed form vs numerical maximum",
+               file_caption=("Table 4.1: Bounds on the first and second derivatives of activation functions: found "
+                             "numerically, the thesis's printed closed forms, the analytic suprema and the values the "
+                             "bounds engine uses")),
     ThesisItem("Table 4.2", "table_4_2", "table", 4, "4.3.2", "Test results on random MLPs",
                topics=("Theorem 4.2", "Algorithm 4.1", "mlp_bound"),
                summary="random MLPs: FGS norm - bound of Theorem 4.2"),
@@ -130,7 +136,8 @@ CATALOG: tuple[ThesisItem, ...] = (
     ThesisItem("Section 4.3.2", "section_4_3_2", "table", 4, "4.3.2",
                "Accuracies of the MLPs trained on Iris, Wine and Spambase (stated in the text)",
                topics=("trained MLP",), published_keys=("trained_mlps",),
-               summary="test accuracies of the Iris, Wine, Spambase MLPs"),
+               summary="test accuracies of the Iris, Wine, Spambase MLPs",
+               file_caption="Section 4.3.2: accuracies of the trained MLPs (tanh, standardized, 70/20/10 split)"),
     ThesisItem("Table 4.3", "table_4_3", "table", 4, "4.3.2", "Trained MLP statistics of bound deviations",
                topics=("Theorem 4.2", "Algorithm 4.1", "mlp_bound"),
                summary="trained MLPs: FGS norm - bound"),
@@ -156,7 +163,12 @@ CATALOG: tuple[ThesisItem, ...] = (
                topics=("Algorithm 5.1", "Section 5.2", "model_bounds", "LeNet-5", "CIFAR-NIN", "pooling",
                        "Batch Normalization", "Local Response", "LRN", "convolution", "Theorem 5.1",
                        "Theorem 5.3", "Theorem 5.6", "Theorem 5.9", "Lemma A.4"),
-               summary="normalized theoretical and empirical bounds, FGS rate (both normalizations)"),
+               summary="normalized theoretical and empirical bounds, FGS rate (both normalizations)",
+               file_caption=("Table 5.1: theoretical and empirical robustness bounds. Mean theoretical bound over all "
+                             "test samples and mean FGS perturbation norm over the flipped samples (pixel units), "
+                             "normalized per pixel (H*W, as the published numbers were) and per input component "
+                             "(C*H*W, as the text says); rate = fraction of test samples FGS flipped with eps <= "
+                             "eps_max.")),
     ThesisItem("Section 5.3.1", "section_5_3_1", "text", 5, "5.3.1",
                "LeNet-5 and CIFAR-NIN: accuracy, unflipped samples and adversarial target classes",
                topics=("LeNet-5", "CIFAR-NIN"), published_keys=("section_5_3_1", "lenet5"),
@@ -173,7 +185,9 @@ CATALOG: tuple[ThesisItem, ...] = (
                summary="heatmaps: original vs adversarial class"),
     ThesisItem("Table 5.2", "table_5_2", "table", 5, "5.3", "Statistics of epsilon values for the different CNNs",
                topics=("Algorithm 2.1", "minimal_epsilon_search", "FGS"),
-               summary="FGS epsilon statistics, LeNet-5 and CIFAR-NIN"),
+               summary="FGS epsilon statistics, LeNet-5 and CIFAR-NIN",
+               file_caption=("Table 5.2: statistics of the minimal FGS epsilon (pixel units) over the flipped test "
+                             "samples.")),
     ThesisItem("Figure 5.11", "figure_5_11", "figure", 5, "5.3", "Boxplots of epsilon values for the different CNNs",
                topics=("Table 5.2", "Algorithm 2.1", "minimal_epsilon_search"),
                summary="boxplots of FGS epsilon"),
@@ -187,7 +201,13 @@ CATALOG: tuple[ThesisItem, ...] = (
                summary="relative robustness gain vs depth, plus our LeNet's kappas"),
     ThesisItem("Table 5.3", "table_5_3", "table", 5, "5.4.1", "Summary of epsilon values for the LeNet-LRN networks",
                topics=("LRN", "Local Response", "LeNet-LRN", "Theorem 5.9", "Lemma 5.8", "Lemma 5.11"),
-               summary="LeNet-LRN1/2/3: accuracy, epsilon statistics, rate"),
+               summary="LeNet-LRN1/2/3: accuracy, epsilon statistics, rate",
+               file_caption=("Table 5.3: accuracy, minimal FGS epsilon statistics (flipped samples, pixel units) and "
+                             "flip rate of the LeNet-LRN networks (and reference LeNet-5 rows). Beyond the thesis: the "
+                             "mean sound (corrected) bound, and the mean certified radius, which LRN networks do not "
+                             "get: the verifier has no bound for LRN, and with k = 1 LRN's Lipschitz constant is at "
+                             "least 1 (its Jacobian at 0 is the identity), so an LRN layer can never raise a sound "
+                             "bound.")),
 )
 
 @dataclass(frozen=True)
@@ -278,6 +298,12 @@ def artifact_files(key: str) -> list[str]:
     """The files one rule writes for catalog entry ``key`` (see :func:`_kind`; the data files beside
     a figure are separate outputs, ``data_files``)."""
     return list(artifact_paths(key, _kind(key)))
+
+
+def table_caption(key: str) -> str:
+    """The caption table ``key``'s files carry (its CSV has none; the Markdown and TeX files do)."""
+    item = BY_KEY[key]
+    return item.file_caption or f"{item.label}: {item.caption}"
 
 
 def shown_file(key: str) -> str:
