@@ -287,3 +287,21 @@ def test_experiment_names_come_from_the_config_once():
     # a chapter without strong_attacks gets no sandwiches
     without = {**config, "chapter3": {k: v for k, v in config["chapter3"].items() if k != "strong_attacks"}}
     assert not any(e.chapter == 3 for e in chapters34_sandwiches(without))
+
+
+def test_each_chapter34_sandwich_job_reads_its_own_test_or_model():
+    import smoke_support as sm
+
+    from advbounds.config import chapters34_sandwich_settings
+
+    config = sm.load_smoke_config()
+    linear = chapters34_sandwich_settings(config, "table_3_1_test2")
+    assert (linear["kind"], linear["number"], linear["spec"]) == ("linear", 2, config["chapter3"]["tests"][1])
+    assert linear["strong_attacks"] == config["chapter3"]["strong_attacks"]
+    random_mlp = chapters34_sandwich_settings(config, "table_4_2_test1")
+    assert random_mlp["spec"] == config["chapter4"]["random_mlp"]["tests"][0]
+    assert random_mlp["activation"] == config["chapter4"]["random_mlp"]["activation"]
+    trained = chapters34_sandwich_settings(config, "mlp_wine")
+    assert (trained["kind"], trained["split"]) == ("trained_mlp", config["chapter4"]["trained"]["split"])
+    with pytest.raises(KeyError):
+        chapters34_sandwich_settings(config, "table_9_9_test1")

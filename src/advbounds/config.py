@@ -193,6 +193,21 @@ def chapters34_sandwiches(config: Mapping[str, Any]) -> list[SandwichExperiment]
     return out
 
 
+def chapters34_sandwich_settings(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """What the sandwich job of experiment ``name`` reads (rule sandwich_chapters34): its chapter's
+    strong attacks and dtype, and what redraws (a random test) or reloads (a trained MLP) its
+    classifiers as the chapter's own rule did."""
+    experiment = {e.name: e for e in chapters34_sandwiches(config)}[name]
+    chapter = config[f"chapter{experiment.chapter}"]
+    settings = {"kind": experiment.kind, "strong_attacks": chapter["strong_attacks"], "dtype": chapter["dtype"]}
+    if experiment.kind == "linear":
+        return {**settings, "number": experiment.key, "spec": chapter["tests"][experiment.key - 1]}
+    if experiment.kind == "random_mlp":
+        return {**settings, "number": experiment.key, "spec": chapter["random_mlp"]["tests"][experiment.key - 1],
+                "activation": chapter["random_mlp"]["activation"]}
+    return {**settings, "split": chapter["trained"]["split"]}
+
+
 def sandwich_experiments(config: Mapping[str, Any]) -> list[str]:
     """Every experiment with a sandwich, Chapters 3-4 first (:func:`chapters34_sandwiches`), then the
     Chapter 5 networks (:func:`sandwich_models`): the rows of ``figures/sandwich_summary``."""

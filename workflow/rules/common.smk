@@ -10,6 +10,7 @@ import yaml
 from advbounds.codehash import code_fingerprint
 from advbounds.report.catalog import REPORT_HTML, artifact_files, stage_targets, table_caption
 from advbounds.config import (
+    chapters34_sandwich_settings,
     chapters34_sandwiches,
     check_config,
     coerce_command_line_strings,

@@ -10,35 +10,7 @@
 # place that derives them from the config. Include after chapter3.smk, chapter4.smk and chapter5.smk:
 # the Chapter 3-4 rule reads the per-sample files those rules write.
 
-SANDWICH34 = {e.name: e for e in chapters34_sandwiches(config)}
-
-
-def sandwich34_inputs(wildcards):
-    """The per-sample frame of the experiment (and, for a trained MLP, its model and data)."""
-    experiment = SANDWICH34[wildcards.name]
-    if experiment.kind == "linear":
-        return {"per_sample": rules.ch3_linear_test.output[0].format(test=experiment.key)}
-    if experiment.kind == "random_mlp":
-        return {"per_sample": rules.ch4_random_mlp.output[0].format(test=experiment.key)}
-    return {
-        "per_sample": rules.ch4_evaluate.output[0].format(dataset=experiment.key),
-        "model": rules.ch4_train.output.model.format(dataset=experiment.key),
-        "data": rules.ch4_train.input.data.format(dataset=experiment.key),
-    }
-
-
-def sandwich34_settings(name):
-    """The config the experiment's sandwich reads: its chapter's strong attacks, and what redraws
-    (a random test) or reloads (a trained MLP) its classifiers as the chapter's rule did."""
-    experiment = SANDWICH34[name]
-    chapter = config[f"chapter{experiment.chapter}"]
-    settings = {"kind": experiment.kind, "strong_attacks": chapter["strong_attacks"], "dtype": chapter["dtype"]}
-    if experiment.kind == "linear":
-        return {**settings, "number": experiment.key, "spec": chapter["tests"][experiment.key - 1]}
-    if experiment.kind == "random_mlp":
-        return {**settings, "number": experiment.key, "spec": chapter["random_mlp"]["tests"][experiment.key - 1],
-                "activation": chapter["random_mlp"]["activation"]}
-    return {**settings, "split": chapter["trained"]["split"]}
+include: "sandwich_functions.smk"
 
 
 rule sandwich_chapters34:
@@ -56,7 +28,7 @@ rule sandwich_chapters34:
     wildcard_constraints:
         name="|".join(SANDWICH34) or "no_chapter34_sandwich",
     params:
-        **job_params("sandwich_chapters34.py", seed=True, settings=lambda wc: sandwich34_settings(wc.name)),
+        **job_params("sandwich_chapters34.py", seed=True, settings=lambda wc: chapters34_sandwich_settings(config, wc.name)),
     threads: 1
     script:
         "../scripts/sandwich_chapters34.py"

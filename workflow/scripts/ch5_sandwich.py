@@ -8,7 +8,7 @@ def main(job):
 
     from advbounds.artifacts import save_figure
     from advbounds.experiments import sandwich
-    from advbounds.experiments.cnn import display_name
+    from advbounds.experiments.cnn_summary import display_name
     from advbounds.experiments.strong import cnn_sandwich_frame
     from advbounds.io import write_frame
     from advbounds.plotting.sandwich import sandwich_figure
