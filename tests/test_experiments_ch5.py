@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 from advbounds import training
 from advbounds.experiments import cnn, cnn_summary

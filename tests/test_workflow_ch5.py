@@ -149,7 +149,7 @@ def test_protocol_study_fits_every_reading_of_the_family(run):
         seen = {reading.for_table(name).label for reading in family.readings()}
         assert set(cells.loc[cells["table"] == name, "reading"]) == seen, name
     stated = cells[(cells["table"] == "table_5_2") & (cells["reading"] == protocol.STATED.for_table("table_5_2").label)]
-    ours = table(run, "table_5_2").set_index("network")
+    ours = figures_table(run, "table_5_2").set_index("network")
     lenet_mean = stated.loc[stated["quantity"] == "LeNet-5 / mean", "ours"].iloc[0]
     assert lenet_mean == pytest.approx(ours.loc["LeNet-5", "mean"])
     page = (run / "figures/protocol_study.md").read_text()
