@@ -86,6 +86,7 @@ def build_model(root: str | Path, *, paper_values_path: str | Path, findings_pat
                                    context_reasons) for item in items}
     ctx = Context(root=root, paper=paper, settings=settings, reasons=known)
 
+    second = second_verdicts(best_reading)
     reports = []
     for item in items:
         arts = [_artifact(root, path) for path in item.files]
@@ -93,7 +94,7 @@ def build_model(root: str | Path, *, paper_values_path: str | Path, findings_pat
         problems += [f"{a.path} has no provenance record" for a in arts if a.exists and a.provenance is None]
         for problem in problems:  # an artifact the run should have made is not there: a real error
             log.error("%s: %s", item.label, problem)
-        comparisons = with_best_reading(compare_item(item.key, ctx) if item.generated else [], best_reading)
+        comparisons = with_best_reading(compare_item(item.key, ctx) if item.generated else [], second)
         # a number we could not compare (e.g. a NaN statistic over no sample) is expected on small
         # runs: the report shows it with its reason, and the log notes it as a warning only
         gaps = [f"{c.quantity}: {c.reasons[0]}" for c in comparisons if c.verdict == MISSING and c.reasons]
@@ -120,11 +121,15 @@ def build_model(root: str | Path, *, paper_values_path: str | Path, findings_pat
                        sandwich_report(root))
 
 
-def with_best_reading(comparisons: list[Comparison], best_reading: pd.DataFrame | None) -> list[Comparison]:
+def second_verdicts(best_reading: pd.DataFrame | None) -> dict[tuple[str, str], Any]:
+    """The protocol study's rows by (item, quantity), built once per report."""
+    if best_reading is None:
+        return {}
+    return {(row.item, row.quantity): row for row in best_reading.itertuples(index=False)}
+
+
+def with_best_reading(comparisons: list[Comparison], second: Mapping[tuple[str, str], Any]) -> list[Comparison]:
     """Each comparison with its second verdict, where the study has the same (item, quantity)."""
-    if best_reading is None or best_reading.empty:
-        return comparisons
-    second = {(row.item, row.quantity): row for row in best_reading.itertuples(index=False)}
     out = []
     for c in comparisons:
         row = second.get((c.item, c.quantity))
