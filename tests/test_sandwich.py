@@ -305,3 +305,10 @@ def test_each_chapter34_sandwich_job_reads_its_own_test_or_model():
     assert (trained["kind"], trained["split"]) == ("trained_mlp", config["chapter4"]["trained"]["split"])
     with pytest.raises(KeyError):
         chapters34_sandwich_settings(config, "table_9_9_test1")
+
+
+def test_the_paragraph_gives_the_median_per_sample_ratio_to_fgs_not_a_ratio_of_medians():
+    # per-sample best/FGS ratios 0.5, 0.1, 0.667: their median is 0.5, the ratio of the medians 0.1
+    f = sandwich.frame_from_parts(range(3), attack_deepfool=[1.0, 10.0, 100.0], attack_fgs=[2.0, 100.0, 150.0])
+    text = sandwich.describe("x", f)
+    assert "median per-sample ratio to FGS 0.50x" in text and "0.10x" not in text

@@ -138,7 +138,11 @@ def describe(name: str, frame: pd.DataFrame) -> str:
     best = row.get("median best_attack", float("nan"))
     parts = [f"{name}: {row['samples']} samples; median best attack {best:.4g}"]
     if "median attack_fgs" in row:
-        parts.append(f"({_ratio(best, row['median attack_fgs'])} of FGS's {row['median attack_fgs']:.4g})")
+        # the ratio is the median of per-sample ratios (the summary's column), not a ratio of two
+        # medians, which may come from different samples
+        ratio = row.get("median best_attack / attack_fgs", float("nan"))
+        shown = f"{ratio:.2f}x" if np.isfinite(ratio) else "n/a"
+        parts.append(f"(median per-sample ratio to FGS {shown}; FGS's median {row['median attack_fgs']:.4g})")
     for lower, what in (("bound_thesis", "the thesis bound"), ("bound_corrected", "the sound (corrected) bound"),
                         ("radius_certified", "the certified radius")):
         value = row.get(f"median {lower}")
@@ -189,9 +193,6 @@ def attack_within(frame: pd.DataFrame, rtol: float) -> tuple[int, int] | None:
     close = frame.loc[known, "best_attack"] <= frame.loc[known, "exact_min"] * (1 + rtol)
     return int(close.sum()), int(known.sum())
 
-
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b and np.isfinite(a) and np.isfinite(b) else "n/a"
 
 
 def frame_from_parts(samples: Iterable[int], **columns: Iterable[float]) -> pd.DataFrame:
