@@ -74,32 +74,32 @@ def naive_minimal_epsilon(
         else:
             max_noflip = max(max_noflip, eps)
 
-    flips_max, label_max = verdict_at(eps_max)
+    flips_max = verdict_at(eps_max)[0]
     record(eps_max, flips_max)
 
     if search == "bisection":
-        lo, hi, hi_flips, adv = 0.0, eps_max, flips_max, label_max
+        lo, hi, hi_flips = 0.0, eps_max, flips_max
         steps = bisection_steps(eps_max, tol)
     else:
         grid = grid_points_eps(eps_max, grid_points)
-        lo, hi, hi_flips, adv = eps_max, eps_max, False, orig
+        lo, hi, hi_flips = eps_max, eps_max, False
         for k in range(1, grid_points + 1):
-            flips, lab = (flips_max, label_max) if k == grid_points else verdict_at(grid[k])
+            flips = flips_max if k == grid_points else verdict_at(grid[k])[0]
             record(grid[k], flips)
             if flips:
-                lo, hi, hi_flips, adv = grid[k - 1], grid[k], True, lab
+                lo, hi, hi_flips = grid[k - 1], grid[k], True
                 break
         steps = bisection_steps(eps_max / grid_points, tol) if hi_flips else 0
 
     # Algorithm 2.1: eps <- l + (u - l)/2; if f(x) = f(x + eps s) then l <- eps else u <- eps.
     for _ in range(steps):
         mid = lo + (hi - lo) / 2.0
-        flips, lab = verdict_at(mid)
+        flips, _ = verdict_at(mid)
         record(mid, flips)
         if not flips:
             lo = mid
         else:
-            hi, hi_flips, adv = mid, True, lab
+            hi, hi_flips = mid, True
 
     grid_step = math.ldexp(eps_max / grid_points if search == "grid" else eps_max, -steps)
     f64 = dict(dtype=torch.float64, device=x1.device)
