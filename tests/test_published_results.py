@@ -3,6 +3,7 @@ names a commit of this repository and accounts for every artifact of the catalog
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from pathlib import Path
@@ -62,3 +63,35 @@ def test_the_documented_command_publishes(tmp_path, capsys):
     publish.main([str(run), str(tmp_path / "snapshot"), "--note", "no CIFAR-10"])
     assert "1 files" in capsys.readouterr().out
     assert json.loads((tmp_path / "snapshot" / publish.MANIFEST).read_text())["note"] == "no CIFAR-10"
+
+
+def test_the_snapshot_page_links_the_pngs_it_embeds_and_keeps_the_others(tmp_path):
+    run = tmp_path / "run"
+    (run / "figures").mkdir(parents=True)
+    figure, other = b"\x89PNG figure bytes", b"\x89PNG not in the snapshot"
+    (run / "figures" / "figure_3_1.png").write_bytes(figure)
+    embedded = [base64.b64encode(b).decode("ascii") for b in (figure, other)]
+    page = "".join(f'<img src="data:image/png;base64,{e}">' for e in embedded)
+    (run / "figures" / "report.html").write_text(f"<html>{page}</html>")
+    record = publish.publish(run, tmp_path / "out")
+    html = (tmp_path / "out" / "figures" / "report.html").read_text()
+    assert '<img src="figure_3_1.png">' in html
+    assert embedded[0] not in html and f"base64,{embedded[1]}" in html
+    assert record["files"]["figures/report.html"] == len(html.encode())
+
+
+def test_an_oversized_snapshot_is_refused_and_the_old_one_stays(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    (run / "figures").mkdir(parents=True)
+    (run / "figures" / "report.html").write_text("<html></html>")
+    publish.publish(run, tmp_path / "out", note="first")
+    (tmp_path / "out" / "README.md").write_text("how the run was made")
+    publish.publish(run, tmp_path / "out", note="first")
+    assert (tmp_path / "out" / "README.md").read_text() == "how the run was made"  # a refresh keeps it
+    (run / "figures" / "table_3_1.csv").write_text("a\n" + "1\n" * 100)
+    monkeypatch.setattr(publish, "MAX_BYTES", 50)
+    with pytest.raises(ValueError, match="over the"):
+        publish.publish(run, tmp_path / "out", note="second")
+    assert json.loads((tmp_path / "out" / publish.MANIFEST).read_text())["note"] == "first"
+    assert not (tmp_path / "out" / "figures" / "table_3_1.csv").exists()
+    assert {p.name for p in tmp_path.iterdir()} == {"run", "out"}  # no temporary folder left behind

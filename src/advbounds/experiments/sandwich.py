@@ -142,7 +142,7 @@ def describe(name: str, frame: pd.DataFrame) -> str:
         # medians, which may come from different samples
         ratio = row.get("median best_attack / attack_fgs", float("nan"))
         shown = f"{ratio:.2f}x" if np.isfinite(ratio) else "n/a"
-        parts.append(f"(median per-sample ratio to FGS {shown}; FGS's median {row['median attack_fgs']:.4g})")
+        parts[0] += f" (median per-sample ratio to FGS {shown}; FGS's median {row['median attack_fgs']:.4g})"
     for lower, what in (("bound_thesis", "the thesis bound"), ("bound_corrected", "the sound (corrected) bound"),
                         ("radius_certified", "the certified radius")):
         value = row.get(f"median {lower}")

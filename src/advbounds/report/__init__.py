@@ -15,6 +15,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "ReportModel": "build", "build_model": "build", "comparisons_frame": "build", "write_report": "build",
+    "write_report_files": "build",
     "CATALOG": "catalog", "BY_KEY": "catalog", "ThesisItem": "catalog", "catalog_targets": "catalog",
     "readme_table": "catalog",
     "Comparison": "compare", "Tolerance": "compare", "compare_value": "compare", "verdict": "compare",

@@ -24,7 +24,7 @@ from advbounds.report.html import render_html
 from advbounds.report.model import Artifact, ItemReport, ReportModel, SandwichReport
 
 __all__ = ["Artifact", "ItemReport", "ReportModel", "SandwichReport", "build_model", "comparisons_frame",
-           "sandwich_report", "with_best_reading", "write_report"]
+           "sandwich_report", "with_best_reading", "write_report", "write_report_files"]
 
 log = logging.getLogger("advbounds.report")
 
@@ -146,6 +146,23 @@ def write_report(output: str | Path, root: str | Path = ".", **kwargs: Any) -> R
     write_text(render_html(model), output)
     counts = model.tally
     log.info("report: %s", ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+    return model
+
+
+def write_report_files(html_path: str | Path, verdicts_path: str | Path, root: str | Path = ".", *,
+                       paper_values_path: str | Path, findings_path: str | Path | None,
+                       settings: Mapping[str, Any], run: Mapping[str, Any], artifacts: Sequence[str],
+                       protocol_study: Mapping[str, Any]) -> ReportModel:
+    """The report's two files: the page and every verdict as CSV. Each number's second verdict comes
+    from the protocol study where the run made it (``protocol_study``: its config section)."""
+    from advbounds.experiments.protocol import read_best_reading_verdicts
+    from advbounds.io import write_frame
+
+    study = shown_file("protocol_study")
+    best_reading = read_best_reading_verdicts(Path(root) / study, protocol_study) if study in artifacts else None
+    model = write_report(html_path, root=root, paper_values_path=paper_values_path, findings_path=findings_path,
+                         settings=settings, run=run, artifacts=artifacts, best_reading=best_reading)
+    write_frame(comparisons_frame(model), verdicts_path)
     return model
 
 
