@@ -62,12 +62,17 @@ def expected_artifacts() -> list[str]:
 
 
 def manifest(run: Path, files: list[str], note: str = "", sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """The snapshot's record; ``sizes`` are the snapshot's file sizes (default: the run's)."""
+    """The snapshot's record; ``sizes`` are the snapshot's file sizes (default: the run's).
+
+    Commits, devices and dates cover every job of the run (each provenance record under
+    ``results/provenance/``), not only the jobs that wrote the snapshot's files: a model trained at
+    an older commit shapes every table below it."""
     records = [r for f in files if (r := _provenance(run, f))]
-    finished = sorted(r["finished_at"] for r in records if r.get("finished_at"))
+    every_job = [json.loads(p.read_text()) for p in sorted((run / "results" / "provenance").rglob("*.json"))]
+    finished = sorted(r["finished_at"] for r in every_job if r.get("finished_at"))
     return {
-        "commits": sorted({r["git_commit"] for r in records if r.get("git_commit")}),
-        "devices": sorted({f"{r.get('device')} ({r.get('device_name', '')})" for r in records}),
+        "commits": sorted({r["git_commit"] for r in every_job if r.get("git_commit")}),
+        "devices": sorted({f"{r.get('device')} ({r.get('device_name', '')})" for r in every_job}),
         "finished": [finished[0], finished[-1]] if finished else [],
         "packages": records[0].get("packages") if records else {},
         "settings": {f: r.get("params", {}).get("settings") for f in files if (r := _provenance(run, f))},
