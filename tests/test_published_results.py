@@ -97,17 +97,21 @@ def test_an_oversized_snapshot_is_refused_and_the_old_one_stays(tmp_path, monkey
     assert {p.name for p in tmp_path.iterdir()} == {"run", "out"}  # no temporary folder left behind
 
 
-def test_the_manifest_names_the_commits_of_every_job_not_only_the_snapshot_files(tmp_path):
+def test_the_manifest_names_the_commits_of_every_job_upstream_not_only_the_snapshot_files(tmp_path):
     run = tmp_path / "run"
     (run / "figures").mkdir(parents=True)
     (run / "figures" / "report.html").write_text("<html></html>")
     (run / "figures" / "table_5_1.csv").write_text("a\n1\n")
-    records = {"figures/table_5_1.csv": ("b" * 40, "2026-01-02T00:00:00+00:00"),
-               "results/models/lenet5.pt": ("a" * 40, "2026-01-01T00:00:00+00:00")}  # upstream, not copied
-    for relpath, (commit, finished) in records.items():
+    records = {  # relpath: (commit, finished, inputs)
+        "figures/table_5_1.csv": ("b" * 40, "2026-01-02T00:00:00+00:00", ["results/models/lenet5.pt"]),
+        "results/models/lenet5.pt": ("a" * 40, "2026-01-01T00:00:00+00:00", []),  # upstream, not copied
+        "results/models/stale.pt": ("c" * 40, "2025-01-01T00:00:00+00:00", []),  # upstream of nothing
+    }
+    for relpath, (commit, finished, inputs) in records.items():
         path = run / "results" / "provenance" / f"{relpath}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"git_commit": commit, "finished_at": finished, "device": "cpu"}))
+        path.write_text(json.dumps({"git_commit": commit, "finished_at": finished, "device": "cpu",
+                                    "rule": relpath, "inputs": inputs}))
     record = publish.publish(run, tmp_path / "out")
     assert record["commits"] == ["a" * 40, "b" * 40]
     assert record["finished"] == ["2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00"]

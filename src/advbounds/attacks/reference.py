@@ -58,12 +58,12 @@ def naive_minimal_epsilon(
 
     orig_t = torch.tensor([orig], dtype=torch.int64, device=x1.device)
 
-    def verdict_at(eps: float) -> tuple[bool, int]:
-        """(flips by the margin, label) at ``x + eps d``."""
+    def verdict_at(eps: float) -> bool:
+        """Whether ``x + eps d`` flips by the margin (the label comes from the final check)."""
         with torch.inference_mode():
             e = torch.tensor([eps], dtype=torch.float64, device=x1.device)
             z = model(perturb(x64, direction, e, clip, dtype))
-            return bool(flip_verdict(z, orig_t, verify_margin_ulps).item()), int(z.argmax(dim=1).item())
+            return bool(flip_verdict(z, orig_t, verify_margin_ulps).item())
 
     max_noflip, min_flip = 0.0, math.inf
 
@@ -74,7 +74,7 @@ def naive_minimal_epsilon(
         else:
             max_noflip = max(max_noflip, eps)
 
-    flips_max = verdict_at(eps_max)[0]
+    flips_max = verdict_at(eps_max)
     record(eps_max, flips_max)
 
     if search == "bisection":
@@ -84,7 +84,7 @@ def naive_minimal_epsilon(
         grid = grid_points_eps(eps_max, grid_points)
         lo, hi, hi_flips = eps_max, eps_max, False
         for k in range(1, grid_points + 1):
-            flips = flips_max if k == grid_points else verdict_at(grid[k])[0]
+            flips = flips_max if k == grid_points else verdict_at(grid[k])
             record(grid[k], flips)
             if flips:
                 lo, hi, hi_flips = grid[k - 1], grid[k], True
@@ -94,7 +94,7 @@ def naive_minimal_epsilon(
     # Algorithm 2.1: eps <- l + (u - l)/2; if f(x) = f(x + eps s) then l <- eps else u <- eps.
     for _ in range(steps):
         mid = lo + (hi - lo) / 2.0
-        flips, _ = verdict_at(mid)
+        flips = verdict_at(mid)
         record(mid, flips)
         if not flips:
             lo = mid

@@ -194,7 +194,6 @@ def attack_within(frame: pd.DataFrame, rtol: float) -> tuple[int, int] | None:
     return int(close.sum()), int(known.sum())
 
 
-
 def frame_from_parts(samples: Iterable[int], **columns: Iterable[float]) -> pd.DataFrame:
     """A sandwich frame from per-sample columns (missing quantities simply left out)."""
     frame = pd.DataFrame({"sample": list(samples), **{k: list(v) for k, v in columns.items()}})

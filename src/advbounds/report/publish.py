@@ -41,11 +41,6 @@ KEPT = ("README.md",)
 SNAPSHOT_SUFFIXES = (".csv", ".md", ".png", ".html")
 
 
-def _provenance(run: Path, relpath: str) -> dict[str, Any] | None:
-    path = run / "results" / "provenance" / f"{relpath}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def snapshot_files(run: Path) -> list[str]:
     """The run's files that go into a snapshot, relative to the run folder."""
     figures = sorted(p for p in (run / FIGURES_DIR).glob("*") if p.suffix in SNAPSHOT_SUFFIXES)
@@ -61,22 +56,24 @@ def expected_artifacts() -> list[str]:
     return [f for f in files if f.endswith(SNAPSHOT_SUFFIXES)]
 
 
-def manifest(run: Path, files: list[str], note: str = "", sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """The snapshot's record; ``sizes`` are the snapshot's file sizes (default: the run's).
+def manifest(run: Path, files: list[str], sizes: Mapping[str, int], note: str = "") -> dict[str, Any]:
+    """The snapshot's record; ``sizes``: the snapshot's file sizes.
 
-    Commits, devices and dates cover every job of the run (each provenance record under
-    ``results/provenance/``), not only the jobs that wrote the snapshot's files: a model trained at
-    an older commit shapes every table below it."""
-    records = [r for f in files if (r := _provenance(run, f))]
-    every_job = [json.loads(p.read_text()) for p in sorted((run / "results" / "provenance").rglob("*.json"))]
-    finished = sorted(r["finished_at"] for r in every_job if r.get("finished_at"))
+    Commits, devices and dates cover every job upstream of the snapshot's files (their provenance
+    lineage), not only the jobs that wrote them: a model trained at an older commit shapes every
+    table below it."""
+    from advbounds.report.sources import lineage, load_provenance
+
+    records = {f: r for f in files if (r := load_provenance(run, f))}
+    jobs, _ = lineage(run, files, limit=100_000)
+    finished = sorted(r["finished_at"] for r in jobs if r.get("finished_at"))
     return {
-        "commits": sorted({r["git_commit"] for r in every_job if r.get("git_commit")}),
-        "devices": sorted({f"{r.get('device')} ({r.get('device_name', '')})" for r in every_job}),
+        "commits": sorted({r["git_commit"] for r in jobs if r.get("git_commit")}),
+        "devices": sorted({f"{r.get('device')} ({r.get('device_name', '')})" for r in jobs}),
         "finished": [finished[0], finished[-1]] if finished else [],
-        "packages": records[0].get("packages") if records else {},
-        "settings": {f: r.get("params", {}).get("settings") for f in files if (r := _provenance(run, f))},
-        "files": dict(sizes) if sizes is not None else {f: (run / f).stat().st_size for f in files},
+        "packages": next(iter(records.values())).get("packages") if records else {},
+        "settings": {f: r.get("params", {}).get("settings") for f, r in records.items()},
+        "files": dict(sizes),
         "missing": [f for f in expected_artifacts() if f not in files],
         "note": note,
     }
@@ -135,10 +132,11 @@ def publish(run: str | Path, out: str | Path = "docs/results", note: str = "") -
         for name in KEPT:
             if (out / name).exists():
                 shutil.copyfile(out / name, tmp / name)
-        size = sum((tmp / f).stat().st_size for f in files)
-        if size > MAX_BYTES:  # raised inside the block: the temporary folder goes, the old snapshot stays
-            raise ValueError(f"the snapshot would be {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit")
-        record = manifest(run, files, note, sizes={f: (tmp / f).stat().st_size for f in files})
+        sizes = {f: (tmp / f).stat().st_size for f in files}
+        if sum(sizes.values()) > MAX_BYTES:  # raised inside the block: the temporary folder goes, the old one stays
+            raise ValueError(f"the snapshot would be {sum(sizes.values()) / 2**20:.1f} MiB, "
+                             f"over the {MAX_BYTES / 2**20:.0f} MiB limit")
+        record = manifest(run, files, sizes, note)
         (tmp / MANIFEST).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return record
 

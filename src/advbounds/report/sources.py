@@ -208,9 +208,11 @@ def load_provenance(root: str | Path, artifact: str | Path) -> dict[str, Any] | 
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def lineage(root: str | Path, artifact: str | Path, limit: int = 500) -> tuple[list[dict[str, Any]], list[str]]:
+def lineage(root: str | Path, artifact: str | Path | Iterable[str | Path],
+            limit: int = 500) -> tuple[list[dict[str, Any]], list[str]]:
     """Every job upstream of ``artifact`` (itself first, then breadth-first), and the files met on
     the way that have no provenance record (inputs no job wrote, such as pre-staged raw data).
+    ``artifact`` may be several files: their lineages are walked together, each job once.
 
     Jobs with several outputs appear once. Follows the ``inputs`` that jobs.py records.
     """
@@ -218,7 +220,7 @@ def lineage(root: str | Path, artifact: str | Path, limit: int = 500) -> tuple[l
     seen_jobs: set[tuple] = set()
     seen_files: set[str] = set()
     unrecorded: list[str] = []
-    queue = [str(artifact)]
+    queue = [str(artifact)] if isinstance(artifact, (str, Path)) else [str(a) for a in artifact]
     while queue and len(jobs) < limit:
         path = queue.pop(0)
         if path in seen_files:
